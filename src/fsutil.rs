@@ -1,0 +1,190 @@
+//! Small filesystem helpers shared by every module: crash-safe writes, ID checks and path
+//! resolution that cannot climb out of a root (container rootfs, layer directories).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Longest symlink chain followed while resolving inside a root, as the kernel's own limit.
+const MAX_SYMLINKS: usize = 40;
+
+/// Writes `data` to `path` so that a crash leaves either the old file or the new one, never a
+/// torn mix: write a temporary sibling, fsync it, rename it over the target.
+pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    atomic_write_opts(path, data, true)
+}
+
+/// As [`atomic_write`]; `sync = false` skips the fsync for files on tmpfs (/run), where a crash
+/// loses the whole filesystem anyway and the fsync only costs latency.
+pub fn atomic_write_opts(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut name = OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        if sync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// True when `id` is safe to use as one path component under a state directory: non-empty,
+/// at most 128 bytes, only `[A-Za-z0-9_.-]`, and not `.` or `..`.
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A new random 64-hex-digit ID, the form containerd and CRI-O use for sandboxes and containers.
+pub fn new_id() -> String {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).expect("the kernel's random source is unavailable");
+    hex::encode(buf)
+}
+
+/// Resolves `unsafe_path` as if `root` were `/`: `..` stops at the root and every symlink met on
+/// the way (absolute or relative) is followed inside the root, so the result always lies under
+/// `root`. Components that do not exist yet are appended as they are. The same idea as
+/// securejoin, used for image users, mount targets and working directories.
+pub fn resolve_in_root(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> {
+    let mut pending: Vec<OsString> = components(unsafe_path);
+    pending.reverse(); // a stack: the next component to handle is at the end
+    let mut resolved: Vec<OsString> = Vec::new();
+    let mut links = 0usize;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(resolved.iter());
+        candidate.push(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let mut more = components(&target);
+                more.reverse();
+                pending.extend(more);
+            }
+            _ => resolved.push(part),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(resolved.iter());
+    Ok(out)
+}
+
+/// The normal components of `p` plus `..` markers; `/` and `.` vanish.
+fn components(p: &Path) -> Vec<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// True when `p` is absolute and has no `..` component: the form required of mount targets and
+/// other paths that are later joined under a root.
+pub fn is_clean_absolute(p: &str) -> bool {
+    let path = Path::new(p);
+    path.is_absolute()
+        && !path.components().any(|c| matches!(c, Component::ParentDir))
+        && !p.as_bytes().contains(&0)
+        && !Path::new(p).as_os_str().as_bytes().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("peapod-fsutil-{name}-{}", new_id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tmpdir("aw");
+        let p = d.join("state.json");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn ids_cannot_escape() {
+        assert!(is_safe_id("abc-DEF_1.2"));
+        for bad in ["", ".", "..", "a/b", "../x", "a\0b", &"x".repeat(129)] {
+            assert!(!is_safe_id(bad), "{bad:?} accepted");
+        }
+        assert_eq!(new_id().len(), 64);
+    }
+
+    #[test]
+    fn resolve_stays_inside_root() {
+        let root = tmpdir("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/", root.join("abs")).unwrap();
+        symlink("../../../../", root.join("etc/up")).unwrap();
+        symlink("/etc", root.join("etclink")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        assert_eq!(
+            resolve_in_root(&root, Path::new("/../../etc/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(&root, Path::new("abs/etc/shadow")).unwrap(),
+            root.join("etc/shadow")
+        );
+        assert_eq!(
+            resolve_in_root(&root, Path::new("/etc/up/tmp")).unwrap(),
+            root.join("tmp")
+        );
+        assert_eq!(
+            resolve_in_root(&root, Path::new("/etclink/hosts")).unwrap(),
+            root.join("etc/hosts")
+        );
+        assert!(resolve_in_root(&root, Path::new("/loop1/x")).is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn clean_absolute_paths() {
+        assert!(is_clean_absolute("/data/x"));
+        assert!(!is_clean_absolute("data"));
+        assert!(!is_clean_absolute("/data/../../etc"));
+    }
+}

@@ -1,0 +1,1 @@
+//! The local image store: content, layers, image records and container rootfs snapshots.

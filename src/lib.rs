@@ -1,0 +1,14 @@
+//! peapod: a single-node pod runtime.
+//!
+//! Data flows one way: a front door (the CRI server in [`cri`]) calls the pod engine in [`pod`],
+//! which drives the OS adapters ([`oci`], [`cgroups`], [`image`]). Adapters never call back up.
+
+/// The CRI `runtime.v1` protocol, generated at build time from `proto/api.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod api {
+    tonic::include_proto!("runtime.v1");
+}
+
+pub mod fsutil;
+pub mod image;
+pub mod oci;
