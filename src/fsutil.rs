@@ -19,9 +19,12 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// loses the whole filesystem anyway and the fsync only costs latency.
 pub fn atomic_write_opts(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // A unique temporary name: two writers of one file must not share (and steal) a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
-    name.push(".tmp");
+    name.push(format!(".{}.{seq}.tmp", std::process::id()));
     let tmp = dir.join(name);
     let res = (|| {
         let mut f = std::fs::OpenOptions::new()

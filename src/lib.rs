@@ -9,6 +9,10 @@ pub mod api {
     tonic::include_proto!("runtime.v1");
 }
 
+pub mod cgroups;
+pub mod config;
+pub mod cri;
 pub mod fsutil;
 pub mod image;
 pub mod oci;
+pub mod pod;

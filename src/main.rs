@@ -1,1 +1,187 @@
-fn main() {}
+//! The `peapod` command: the daemon and the operator's CLI. The only place that uses anyhow-style
+//! erasure of error types: everything below returns typed errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use peapod::config::{CgroupDriver, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "peapod",
+    version,
+    about = "A single-node pod runtime (CRI server)"
+)]
+struct Cli {
+    /// TOML config file; every setting has an embedded default.
+    #[arg(long, global = true, env = "PEAPOD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Persistent data directory (default /var/lib/peapod).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Volatile state directory (default /run/peapod).
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon: the CRI socket and the pod engine.
+    Daemon {
+        /// CRI socket path (default /run/peapod/peapod.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// cgroupfs or systemd.
+        #[arg(long)]
+        cgroup_driver: Option<String>,
+        /// Log filter, as RUST_LOG (default info).
+        #[arg(long, env = "PEAPOD_LOG", default_value = "info")]
+        log_level: String,
+    },
+    /// Manage the local image store.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Import an OCI image layout (directory or tar) or a docker-archive tar.
+    Import {
+        file: PathBuf,
+        /// Name to tag the image with when the archive carries none.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images.
+    Ls,
+    /// Remove an image by ID, tag or digest.
+    Rm { reference: String },
+}
+
+fn load_config(cli: &Cli) -> Result<Config, String> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(r) = &cli.root {
+        cfg.root_dir = r.clone();
+    }
+    if let Some(s) = &cli.state {
+        cfg.state_dir = s.clone();
+        if cli.config.is_none() {
+            cfg.socket = s.join("peapod.sock");
+        }
+    }
+    if let Cmd::Daemon {
+        socket,
+        cgroup_driver,
+        ..
+    } = &cli.cmd
+    {
+        if let Some(s) = socket {
+            cfg.socket = s.clone();
+        }
+        match cgroup_driver.as_deref() {
+            None => {}
+            Some("cgroupfs") => cfg.cgroup_driver = CgroupDriver::Cgroupfs,
+            Some("systemd") => cfg.cgroup_driver = CgroupDriver::Systemd,
+            Some(other) => return Err(format!("--cgroup-driver: unknown driver {other:?}")),
+        }
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("peapod: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let res = match cli.cmd {
+        Cmd::Daemon { log_level, .. } => daemon(cfg, &log_level),
+        Cmd::Image { cmd } => image(cfg, cmd),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peapod: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
+    // libcgroups reports every unmounted v1 controller at warn level on each call: noise.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{log_level},libcgroups=error"))
+        .map_err(|e| format!("--log-level: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // Two workers: the daemon mostly waits on child processes and the socket.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    rt.block_on(async move {
+        let socket = cfg.socket.clone();
+        let engine = peapod::pod::Engine::new(cfg)
+            .await
+            .map_err(|e| format!("starting the pod engine: {e}"))?;
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            // Pods and containers are left running on purpose: their monitors own them.
+            tracing::info!("shutting down; pods keep running");
+        };
+        peapod::cri::serve(engine, &socket, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn image(cfg: Config, cmd: ImageCmd) -> Result<(), String> {
+    let store =
+        peapod::image::ImageStore::open(&cfg.root_dir.join("images")).map_err(|e| e.to_string())?;
+    match cmd {
+        ImageCmd::Import { file, name } => {
+            let recs =
+                peapod::image::import(&store, &file, name.as_deref()).map_err(|e| e.to_string())?;
+            for r in recs {
+                println!("{} {}", r.id, r.repo_tags.join(","));
+            }
+        }
+        ImageCmd::Ls => {
+            println!("{:<20} {:<12} TAGS", "IMAGE ID", "SIZE");
+            for r in store.list() {
+                let short =
+                    r.id.trim_start_matches("sha256:")
+                        .chars()
+                        .take(12)
+                        .collect::<String>();
+                println!("{:<20} {:<12} {}", short, r.size, r.repo_tags.join(","));
+            }
+        }
+        ImageCmd::Rm { reference } => {
+            let rec = store.get(&reference).map_err(|e| e.to_string())?;
+            store.remove(&rec.id).map_err(|e| e.to_string())?;
+            println!("removed {}", rec.id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+# peapod: the two commands a new user needs are `make run` and `make test`.
+CARGO ?= cargo
+RELEASE_DIR := target/release
+
+.PHONY: all build release deps run test unit e2e lint bench clean-test
+
+all: build
+
+deps:
+	hack/deps.sh
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --workspace --release
+
+# Run the daemon with embedded defaults: CRI socket /run/peapod/peapod.sock, data in
+# /var/lib/peapod, state in /run/peapod. Needs root.
+run: deps release
+	$(RELEASE_DIR)/peapod daemon
+
+# Every test: unit tests beside the code, then the root-only end-to-end suite against real
+# daemons, runc, namespaces and cgroups.
+test: deps build
+	$(CARGO) test --workspace --no-fail-fast
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
+bench: deps release
+	$(CARGO) build --release -p peapod-integration --bin peapod-bench
+	PEAPOD_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) $(RELEASE_DIR)/peapod-bench

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what peapod needs on a Debian machine, from Debian's packages only. Idempotent:
+# skips apt entirely when everything is already there.
+#   runc            the default OCI runtime handler
+#   busybox-static  the fixture images' userland (hack/fixtures.py)
+#   gcc libc6-dev   static test helpers (System V IPC tool)
+#   python3         hack/fixtures.py
+#   iproute2 util-linux  inspection in tests and on nodes
+set -euo pipefail
+need=()
+command -v runc >/dev/null || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v gcc >/dev/null || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+command -v python3 >/dev/null || need+=(python3)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "hack/deps.sh: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,476 @@
+//! Test harness for peapod's end-to-end tests: fixtures, a daemon per test on private
+//! directories and a private cgroup parent, and a CRI client over the real unix socket.
+//!
+//! The tests need root, runc and the fixture images (hack/fixtures.py); without root they
+//! print why and pass vacuously only through [`require_root`], which the README's test command
+//! never hits because CI runs as root.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use peapod::api::image_service_client::ImageServiceClient;
+use peapod::api::runtime_service_client::RuntimeServiceClient;
+use peapod::api::*;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub type Rt = RuntimeServiceClient<Channel>;
+pub type Img = ImageServiceClient<Channel>;
+
+/// The workspace root (integration/..).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The built binaries: $PEAPOD_BIN_DIR, else target/debug (built by `make test`).
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("PEAPOD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug"))
+}
+
+/// True when the end-to-end tests can run here; otherwise says why.
+pub fn require_root() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: end-to-end tests need root");
+        return false;
+    }
+    for bin in ["peapod", "peapod-shim"] {
+        assert!(
+            bin_dir().join(bin).exists(),
+            "{} missing: build the workspace first (make test does)",
+            bin_dir().join(bin).display()
+        );
+    }
+    true
+}
+
+/// Builds the fixture images once per test process and returns their directory.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = workspace().join("target/fixtures");
+        let st = Command::new("python3")
+            .arg(workspace().join("hack/fixtures.py"))
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running hack/fixtures.py");
+        assert!(st.success(), "hack/fixtures.py failed");
+        out
+    })
+}
+
+/// A static helper binary for System V IPC checks (busybox has no ipcmk), bind-mounted into
+/// containers by the tests that need it.
+pub fn shmtool() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = workspace().join("target/fixtures");
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("shmtool.c");
+        let bin = dir.join("shmtool");
+        std::fs::write(
+            &src,
+            "#include <sys/ipc.h>\n#include <sys/shm.h>\n#include <stdio.h>\n#include <stdlib.h>\n\
+             int main(int c, char **v) { if (c < 2) return 2;\n\
+             int id = shmget((key_t)atoi(v[1]), 4096, IPC_CREAT | 0600);\n\
+             if (id < 0) { perror(\"shmget\"); return 1; } printf(\"shmid %d\\n\", id); return 0; }\n",
+        )
+        .unwrap();
+        let st = Command::new("gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .expect("gcc");
+        assert!(st.success(), "compiling shmtool");
+        bin
+    })
+}
+
+/// A running daemon on private directories, killed (not its pods) when dropped.
+pub struct Daemon {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub cgroup_parent: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        peapod::fsutil::new_id().split_at(8).0
+    )
+}
+
+impl Daemon {
+    /// Private dirs, the fixture images imported, the daemon started and answering.
+    pub async fn start() -> Daemon {
+        let base = std::env::temp_dir().join(unique("peapod-it"));
+        let d = Daemon {
+            root: base.join("root"),
+            state: base.join("state"),
+            socket: base.join("state/peapod.sock"),
+            cgroup_parent: format!("/{}", unique("peapod-it")),
+            log: base.join("daemon.log"),
+            child: None,
+        };
+        std::fs::create_dir_all(&d.root).unwrap();
+        for img in ["busybox", "busybox-entry", "busybox-user"] {
+            let out = Command::new(bin_dir().join("peapod"))
+                .arg("--root")
+                .arg(&d.root)
+                .args(["image", "import"])
+                .arg(fixtures().join(format!("{img}.tar")))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "import {img}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut d = d;
+        d.spawn().await;
+        d
+    }
+
+    fn config_file(&self) -> PathBuf {
+        let p = self.root.parent().unwrap().join("peapod.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n",
+                self.socket, self.root, self.state, self.cgroup_parent
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// Starts (or restarts) the daemon process and waits for the socket to answer.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin_dir().join("peapod"))
+            .arg("--config")
+            .arg(self.config_file())
+            .args(["daemon", "--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting peapod daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut rt) = self.try_connect().await {
+                if rt.version(VersionRequest::default()).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not come up:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the daemon process (SIGKILL: the harshest restart), leaving pods running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn try_connect(&self) -> Result<Rt, tonic::transport::Error> {
+        Ok(RuntimeServiceClient::new(channel(&self.socket).await?))
+    }
+
+    pub async fn rt(&self) -> Rt {
+        self.try_connect().await.expect("connect")
+    }
+
+    pub async fn img(&self) -> Img {
+        ImageServiceClient::new(channel(&self.socket).await.expect("connect"))
+    }
+
+    /// Removes every pod (so nothing outlives the test), then stops the daemon and deletes
+    /// its directories and cgroup parent.
+    pub async fn cleanup(mut self) {
+        self.teardown().await;
+    }
+
+    async fn teardown(&mut self) {
+        if self.child.is_some() {
+            let mut rt = self.rt().await;
+            if let Ok(list) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
+                for p in list.into_inner().items {
+                    let _ = rt
+                        .remove_pod_sandbox(RemovePodSandboxRequest {
+                            pod_sandbox_id: p.id,
+                        })
+                        .await;
+                }
+            }
+        }
+        self.kill();
+        for m in cgroup_mounts() {
+            let _ = std::fs::remove_dir(m.join(self.cgroup_parent.trim_start_matches('/')));
+        }
+        let _ = std::fs::remove_dir_all(self.root.parent().unwrap());
+    }
+}
+
+impl Drop for Daemon {
+    /// A test that panicked still must not leave pods behind: tear down from a fresh thread
+    /// (the test's runtime is unwinding), and show the daemon's log.
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+        let mut me = Daemon {
+            root: self.root.clone(),
+            state: self.state.clone(),
+            socket: self.socket.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            log: self.log.clone(),
+            child: self.child.take(),
+        };
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(me.teardown());
+        })
+        .join();
+    }
+}
+
+pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+}
+
+/// Every cgroup hierarchy mount point under /sys/fs/cgroup.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fs = post.split_whitespace().next()?;
+            (fs == "cgroup" || fs == "cgroup2")
+                .then(|| PathBuf::from(pre.split_whitespace().nth(4).unwrap()))
+        })
+        .filter(|p| p.starts_with("/sys/fs/cgroup"))
+        .collect()
+}
+
+/// Mount points in this mount namespace under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect()
+}
+
+/// A pod config with a unique name, logging to `log_dir`.
+pub fn pod_config(name: &str, log_dir: &Path) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: peapod::fsutil::new_id(),
+            namespace: "itest".into(),
+            attempt: 0,
+        }),
+        hostname: format!("{name}-host"),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        labels: HashMap::from([("suite".into(), "peapod-it".into())]),
+        linux: Some(LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+pub fn container_config(name: &str, image: &str, cmd: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        linux: Some(LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
+pub const BUSYBOX: &str = "peapod.test/busybox:latest";
+
+/// Runs a pod and one container per (name, cmd), starting each; returns pod and container IDs.
+pub async fn run_pod(
+    rt: &mut Rt,
+    config: PodSandboxConfig,
+    containers: Vec<ContainerConfig>,
+) -> (String, Vec<String>) {
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let mut ids = Vec::new();
+    for c in containers {
+        let id = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(c),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id;
+        rt.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("StartContainer");
+        ids.push(id);
+    }
+    (pod, ids)
+}
+
+pub async fn container_status(rt: &mut Rt, id: &str) -> ContainerStatus {
+    rt.container_status(ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: true,
+    })
+    .await
+    .expect("ContainerStatus")
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+pub async fn container_pid(rt: &mut Rt, id: &str) -> (i32, i32) {
+    let info = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    (
+        v["pid"].as_i64().unwrap() as i32,
+        v["monitorPid"].as_i64().unwrap() as i32,
+    )
+}
+
+/// Polls until the container has exited; panics after `limit`.
+pub async fn wait_exited(rt: &mut Rt, id: &str, limit: Duration) -> ContainerStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = container_status(rt, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls the container's CRI log until `pred` holds for the log's content lines.
+pub async fn wait_log(
+    path: &Path,
+    limit: Duration,
+    pred: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = log_lines(path);
+        if pred(&lines) {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log {} never matched; it holds: {lines:#?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The content of each CRI log record (after `<time> <stream> <tag> `).
+pub fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+        .collect()
+}
+
+/// True when a process with this PID exists and is not a zombie.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+        Err(_) => false,
+    }
+}

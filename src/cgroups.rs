@@ -1,0 +1,240 @@
+//! Pod and container cgroups over libcgroups, for cgroup v1 (and hybrid) and v2.
+//!
+//! Layout, as containerd's: the pod cgroup is kubelet's `cgroup_parent` when given (kubelet owns
+//! it) or `<config.cgroup_parent>/<sandbox id>` (peapod owns it). The pause goes in the leaf
+//! `<pod>/<sandbox id>`, each container in `<pod>/<container id>` made by the OCI runtime.
+//! With the systemd driver the paths are `slice:peapod:<id>` and systemd makes the units.
+//!
+//! peapod only ever removes directories it created or that the OCI runtime created for it, and
+//! only with rmdir, which the kernel refuses while a process is inside.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libcgroups::common::{CgroupConfig, CgroupManager, CgroupSetup};
+
+use crate::config::CgroupDriver;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("detecting the cgroup layout: {0}")]
+    Detect(String),
+    #[error("cgroup {path}: {reason}")]
+    Manager { path: String, reason: String },
+    #[error("removing cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The pod cgroup chosen for a sandbox, and whether peapod made it (and so must remove it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodCgroup {
+    pub path: String,
+    pub owned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub driver: CgroupDriver,
+    pub unified: bool,
+    default_parent: String,
+    root: PathBuf,
+}
+
+impl Cgroups {
+    pub fn detect(driver: CgroupDriver, default_parent: &str) -> Result<Self, CgroupError> {
+        let setup = libcgroups::common::get_cgroup_setup()
+            .map_err(|e| CgroupError::Detect(e.to_string()))?;
+        Ok(Cgroups {
+            driver,
+            unified: matches!(setup, CgroupSetup::Unified),
+            default_parent: default_parent.to_string(),
+            root: PathBuf::from("/sys/fs/cgroup"),
+        })
+    }
+
+    /// "v1" or "v2", for logs and Status.
+    pub fn version(&self) -> &'static str {
+        if self.unified {
+            "v2"
+        } else {
+            "v1"
+        }
+    }
+
+    pub fn pod_cgroup(&self, requested: &str, sandbox_id: &str) -> PodCgroup {
+        if !requested.is_empty() {
+            return PodCgroup {
+                path: requested.to_string(),
+                owned: false,
+            };
+        }
+        let path = match self.driver {
+            CgroupDriver::Cgroupfs => {
+                format!("{}/{sandbox_id}", self.default_parent.trim_end_matches('/'))
+            }
+            // A slice cannot be made without systemd; pods share the configured slice.
+            CgroupDriver::Systemd => self.default_parent.clone(),
+        };
+        PodCgroup {
+            path,
+            owned: self.driver == CgroupDriver::Cgroupfs,
+        }
+    }
+
+    /// The `linux.cgroupsPath` of a container (or the pause leaf) in `pod`.
+    pub fn child_path(&self, pod: &str, id: &str) -> String {
+        match self.driver {
+            CgroupDriver::Cgroupfs => format!("{}/{id}", pod.trim_end_matches('/')),
+            CgroupDriver::Systemd => format!("{pod}:peapod:{id}"),
+        }
+    }
+
+    /// Creates the pause leaf and moves `pid` into it.
+    pub fn place(&self, cgroup_path: &str, pid: i32) -> Result<(), CgroupError> {
+        let err = |reason: String| CgroupError::Manager {
+            path: cgroup_path.to_string(),
+            reason,
+        };
+        let mgr = libcgroups::common::create_cgroup_manager(CgroupConfig {
+            cgroup_path: PathBuf::from(cgroup_path),
+            systemd_cgroup: self.driver == CgroupDriver::Systemd,
+            container_name: String::new(),
+        })
+        .map_err(|e| err(e.to_string()))?;
+        mgr.add_task(nix::unistd::Pid::from_raw(pid))
+            .map_err(|e| err(e.to_string()))
+    }
+
+    /// Removes the cgroup directory `path` (a cgroupfs path) and everything below it in every
+    /// mounted hierarchy, deepest first. Only rmdir: a cgroup with a live process stays, and the
+    /// error says so. Missing directories are fine, so this is idempotent.
+    pub fn remove_tree(&self, path: &str) -> Result<(), CgroupError> {
+        if self.driver == CgroupDriver::Systemd || path.trim_matches('/').is_empty() {
+            return Ok(());
+        }
+        for mount in hierarchy_mounts(&self.root) {
+            let dir = mount.join(path.trim_start_matches('/'));
+            if dir.is_dir() {
+                rmdir_tree(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the memory controller counted an OOM kill in the cgroup at `path`.
+    pub fn oom_killed(&self, path: &str) -> bool {
+        let rel = path.trim_start_matches('/');
+        let (file, key) = if self.unified {
+            (self.root.join(rel).join("memory.events"), "oom_kill")
+        } else {
+            (
+                self.root
+                    .join("memory")
+                    .join(rel)
+                    .join("memory.oom_control"),
+                "oom_kill",
+            )
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let mut it = l.split_whitespace();
+                    (it.next() == Some(key))
+                        .then(|| it.next().and_then(|v| v.parse::<u64>().ok()))
+                        .flatten()
+                })
+            })
+            .is_some_and(|n| n > 0)
+    }
+}
+
+/// Every cgroup hierarchy mounted under `root` (each v1 controller dir, or the v2 root itself).
+fn hierarchy_mounts(root: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            let mnt = PathBuf::from(pre.split_whitespace().nth(4)?);
+            mnt.starts_with(root).then_some(mnt)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                rmdir_tree(&e.path())?;
+            }
+        }
+    }
+    // The kernel may still be tearing down a just-exited task: retry EBUSY briefly.
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cg(driver: CgroupDriver, parent: &str) -> Cgroups {
+        Cgroups {
+            driver,
+            unified: false,
+            default_parent: parent.into(),
+            root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+
+    #[test]
+    fn pod_cgroup_from_kubelet_is_not_owned() {
+        let c = cg(CgroupDriver::Cgroupfs, "/peapod");
+        let p = c.pod_cgroup("/kubepods/besteffort/pod123", "abc");
+        assert_eq!(p.path, "/kubepods/besteffort/pod123");
+        assert!(!p.owned);
+        let p = c.pod_cgroup("", "abc");
+        assert_eq!(p.path, "/peapod/abc");
+        assert!(p.owned);
+        assert_eq!(c.child_path(&p.path, "ctr"), "/peapod/abc/ctr");
+    }
+
+    #[test]
+    fn systemd_paths() {
+        let c = cg(CgroupDriver::Systemd, "peapod.slice");
+        let p = c.pod_cgroup("kubepods-pod1.slice", "abc");
+        assert_eq!(
+            c.child_path(&p.path, "ctr"),
+            "kubepods-pod1.slice:peapod:ctr"
+        );
+        assert!(!c.pod_cgroup("", "abc").owned);
+    }
+}

@@ -1,0 +1,243 @@
+//! Daemon configuration: embedded defaults, optionally overridden by a TOML file and flags.
+//!
+//! Every field has a default so `peapod daemon` runs with no config at all.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// How container cgroups are named and created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    /// Plain paths under /sys/fs/cgroup, created by peapod and the OCI runtime.
+    #[default]
+    Cgroupfs,
+    /// Transient systemd units (`slice:prefix:name`), for hosts where systemd owns the tree.
+    Systemd,
+}
+
+impl CgroupDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
+}
+
+/// One CRI runtime handler: a name kubelet puts in RuntimeClass, and the OCI runtime binary.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// Path or bare name (looked up in PATH) of an OCI runtime CLI (runc, crun, youki).
+    pub path: String,
+    /// Extra global arguments placed before the subcommand.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The CRI gRPC socket.
+    pub socket: PathBuf,
+    /// Persistent data: images, sandbox and container records.
+    pub root_dir: PathBuf,
+    /// Volatile state: namespaces, exit files, runtime state. Lost on reboot, by design.
+    pub state_dir: PathBuf,
+    pub cgroup_driver: CgroupDriver,
+    /// Parent of the pod cgroups peapod creates when kubelet gives none.
+    pub cgroup_parent: String,
+    /// The handler used when a RunPodSandboxRequest names none. Empty: the first one that works.
+    pub default_runtime: String,
+    /// Handlers by name. Empty: runc, crun and youki, whichever are installed.
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+    /// The per-container monitor / pause binary. Empty: `peapod-shim` beside this executable.
+    pub shim_path: PathBuf,
+    /// Default pids limit for every container (0 = none), as CRI-O's pids_limit.
+    pub pids_limit: i64,
+    /// Grace period in seconds when StopPodSandbox stops containers that are still running.
+    pub stop_timeout_secs: u64,
+    /// Size of the per-pod /dev/shm tmpfs.
+    pub shm_size: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/peapod/peapod.sock"),
+            root_dir: PathBuf::from("/var/lib/peapod"),
+            state_dir: PathBuf::from("/run/peapod"),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            cgroup_parent: "/peapod".into(),
+            default_runtime: String::new(),
+            runtimes: BTreeMap::new(),
+            shim_path: PathBuf::new(),
+            pids_limit: 0,
+            stop_timeout_secs: 10,
+            shm_size: "64m".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the embedded defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        for (name, dir) in [("root_dir", &self.root_dir), ("state_dir", &self.state_dir)] {
+            if !dir.is_absolute() {
+                return Err(invalid(format!(
+                    "{name} must be absolute: {}",
+                    dir.display()
+                )));
+            }
+        }
+        if self.cgroup_driver == CgroupDriver::Cgroupfs && !self.cgroup_parent.starts_with('/') {
+            return Err(invalid(format!(
+                "cgroup_parent must be an absolute cgroup path with the cgroupfs driver: {}",
+                self.cgroup_parent
+            )));
+        }
+        for name in self.runtimes.keys() {
+            if !crate::fsutil::is_safe_id(name) {
+                return Err(invalid(format!(
+                    "runtime handler name {name:?} is not a plain name"
+                )));
+            }
+        }
+        if !self.default_runtime.is_empty()
+            && !self.runtimes.is_empty()
+            && !self.runtimes.contains_key(&self.default_runtime)
+        {
+            return Err(invalid(format!(
+                "default_runtime {:?} is not among runtimes",
+                self.default_runtime
+            )));
+        }
+        Ok(())
+    }
+
+    /// Shim binary: configured, else beside the running executable, else from PATH.
+    pub fn shim(&self) -> PathBuf {
+        if !self.shim_path.as_os_str().is_empty() {
+            return self.shim_path.clone();
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            let beside = exe.with_file_name("peapod-shim");
+            if beside.exists() {
+                return beside;
+            }
+        }
+        find_in_path("peapod-shim").unwrap_or_else(|| PathBuf::from("peapod-shim"))
+    }
+}
+
+/// Looks a bare program name up in PATH (and the sbin dirs, which root's PATH may lack).
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/peapod/peapod.sock"));
+        assert_eq!(c.cgroup_driver, CgroupDriver::Cgroupfs);
+        assert!(c.runtimes.is_empty());
+    }
+
+    #[test]
+    fn handlers_and_driver_parse() {
+        let c = Config::parse(
+            r#"
+            cgroup_driver = "systemd"
+            cgroup_parent = "peapod.slice"
+            default_runtime = "crun"
+            [runtimes.crun]
+            path = "/usr/bin/crun"
+            [runtimes.runc]
+            path = "runc"
+            args = ["--debug"]
+            "#,
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
+        assert_eq!(c.runtimes["runc"].args, vec!["--debug"]);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let e = Config::parse("root_dir = \"rel\"", Path::new("/etc/p.toml")).unwrap_err();
+        assert!(e.to_string().contains("root_dir must be absolute"), "{e}");
+        let e = Config::parse("bogus = 1", Path::new("/etc/p.toml")).unwrap_err();
+        assert!(e.to_string().contains("/etc/p.toml"), "{e}");
+        let e = Config::parse(
+            "default_runtime = \"kata\"\n[runtimes.runc]\npath = \"runc\"",
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("kata"), "{e}");
+        let e =
+            Config::parse("[runtimes.\"../x\"]\npath = \"runc\"", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("not a plain name"), "{e}");
+    }
+}

@@ -1,0 +1,190 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+//! ListContainers and ReopenContainerLog: request checks and conversions around the engine.
+
+use std::collections::HashMap;
+
+use tonic::{Request, Response, Status};
+
+use super::sandbox::labels_match;
+use super::status::{missing, to_status};
+use super::CriServer;
+use crate::api::*;
+use crate::pod::{Container as EngineContainer, ContainerRecord, ContainerState as St};
+
+fn state_of(r: &ContainerRecord) -> ContainerState {
+    match r.state() {
+        St::Created => ContainerState::ContainerCreated,
+        St::Running => ContainerState::ContainerRunning,
+        St::Exited => ContainerState::ContainerExited,
+        St::Unknown => ContainerState::ContainerUnknown,
+    }
+}
+
+fn to_container(c: &EngineContainer) -> Container {
+    let r = c.record();
+    Container {
+        id: r.id.clone(),
+        pod_sandbox_id: r.sandbox_id.clone(),
+        metadata: c.config.metadata.clone(),
+        image: c.config.image.clone(),
+        image_ref: r.image_id.clone(),
+        state: state_of(&r) as i32,
+        created_at: r.created_at,
+        labels: c.config.labels.clone(),
+        annotations: c.config.annotations.clone(),
+        image_id: r.image_id.clone(),
+    }
+}
+
+impl CriServer {
+    pub(super) async fn create_container_impl(
+        &self,
+        r: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        let r = r.into_inner();
+        if r.pod_sandbox_id.is_empty() {
+            return Err(missing("pod_sandbox_id"));
+        }
+        let config = r.config.ok_or_else(|| missing("config"))?;
+        let id = self
+            .engine
+            .create_container(&r.pod_sandbox_id, config)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(CreateContainerResponse { container_id: id }))
+    }
+
+    pub(super) async fn start_container_impl(
+        &self,
+        r: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        let id = &r.get_ref().container_id;
+        if id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        self.engine.start_container(id).await.map_err(to_status)?;
+        Ok(Response::new(StartContainerResponse {}))
+    }
+
+    pub(super) async fn stop_container_impl(
+        &self,
+        r: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        let r = r.into_inner();
+        if r.container_id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        if r.timeout < 0 {
+            return Err(Status::invalid_argument("timeout: must not be negative"));
+        }
+        self.engine
+            .stop_container(&r.container_id, r.timeout)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(StopContainerResponse {}))
+    }
+
+    pub(super) async fn remove_container_impl(
+        &self,
+        r: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        let id = &r.get_ref().container_id;
+        if id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        self.engine.remove_container(id).await.map_err(to_status)?;
+        Ok(Response::new(RemoveContainerResponse {}))
+    }
+
+    pub(super) fn container_status_impl(
+        &self,
+        r: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        let r = r.into_inner();
+        if r.container_id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        let c = self.engine.container(&r.container_id).map_err(to_status)?;
+        let rec = c.record();
+        let status = ContainerStatus {
+            id: rec.id.clone(),
+            metadata: c.config.metadata.clone(),
+            state: state_of(&rec) as i32,
+            created_at: rec.created_at,
+            started_at: rec.started_at,
+            finished_at: rec.finished_at,
+            exit_code: rec.exit_code,
+            image: c.config.image.clone(),
+            image_ref: rec.image_id.clone(),
+            reason: rec.reason.clone(),
+            message: rec.message.clone(),
+            labels: c.config.labels.clone(),
+            annotations: c.config.annotations.clone(),
+            mounts: c.config.mounts.clone(),
+            log_path: rec
+                .log_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            resources: c.config.linux.as_ref().and_then(|l| {
+                l.resources.clone().map(|res| ContainerResources {
+                    linux: Some(res),
+                    windows: None,
+                })
+            }),
+            image_id: rec.image_id.clone(),
+            user: None,
+            stop_signal: c.config.stop_signal,
+        };
+        let mut info = HashMap::new();
+        if r.verbose {
+            let v = serde_json::json!({
+                "pid": rec.pid,
+                "monitorPid": rec.monitor_pid,
+                "sandboxID": rec.sandbox_id,
+                "runtimeHandler": rec.runtime_handler,
+                "rootfs": rec.rootfs,
+                "cgroupsPath": rec.cgroup_path,
+                "bundle": self.engine.paths.bundle_dir(&rec.id),
+            });
+            info.insert("info".to_string(), v.to_string());
+        }
+        Ok(Response::new(ContainerStatusResponse {
+            status: Some(status),
+            info,
+        }))
+    }
+
+    pub(super) fn list_containers_inner(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
+        let mut out: Vec<Container> = self
+            .engine
+            .containers()
+            .iter()
+            .map(|c| to_container(c))
+            .filter(|c| match filter {
+                None => true,
+                Some(f) => {
+                    (f.id.is_empty() || c.id.starts_with(&f.id))
+                        && (f.pod_sandbox_id.is_empty()
+                            || c.pod_sandbox_id.starts_with(&f.pod_sandbox_id))
+                        && f.state.as_ref().is_none_or(|s| s.state == c.state)
+                        && labels_match(&f.label_selector, &c.labels)
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        out
+    }
+
+    pub(super) fn reopen_container_log_impl(
+        &self,
+        r: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        let id = &r.get_ref().container_id;
+        if id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        self.engine.reopen_container_log(id).map_err(to_status)?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
+    }
+}

@@ -1,0 +1,206 @@
+//! The CRI ImageService over the local image store: list, status, remove, filesystem usage.
+//! Registry pulls are not there yet: PullImage succeeds for an image already in the store (so
+//! kubelet's "Always" policy and `crictl pull` work on imported images) and otherwise says how
+//! to get it there.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use tonic::{Request, Response, Status};
+
+use super::status::{missing, to_status};
+use super::{one, CriServer, One};
+use crate::api::image_service_server::ImageService;
+use crate::api::*;
+use crate::image::{ImageError, ImageRecord};
+use crate::pod::EngineError;
+
+fn img_err(e: ImageError) -> Status {
+    to_status(EngineError::Image(e))
+}
+
+/// The image's user, split as CRI wants it: a numeric uid, or a user name.
+fn user_of(rec: &ImageRecord) -> (Option<Int64Value>, String) {
+    let user = rec
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .unwrap_or_default();
+    let name = user.split(':').next().unwrap_or("");
+    match name.parse::<i64>() {
+        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
+        Err(_) if name.is_empty() => (None, String::new()),
+        Err(_) => (None, name.to_string()),
+    }
+}
+
+fn to_image(rec: &ImageRecord) -> Image {
+    let (uid, username) = user_of(rec);
+    Image {
+        id: rec.id.clone(),
+        repo_tags: rec.repo_tags.clone(),
+        repo_digests: rec.repo_digests.clone(),
+        size: rec.size,
+        uid,
+        username,
+        spec: Some(ImageSpec {
+            image: rec.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+/// Bytes and inodes used under `dir`, without following symlinks or crossing mounts.
+fn usage(dir: &Path) -> (u64, u64) {
+    let dev = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m.dev(),
+        Err(_) => return (0, 0),
+    };
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != dev {
+                continue;
+            }
+            bytes += m.blocks() * 512;
+            inodes += 1;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    (bytes, inodes)
+}
+
+impl CriServer {
+    fn list_images_inner(&self, filter: Option<&ImageFilter>) -> Result<Vec<Image>, Status> {
+        let wanted = filter
+            .and_then(|f| f.image.as_ref())
+            .map(|s| s.image.as_str())
+            .filter(|s| !s.is_empty());
+        match wanted {
+            None => Ok(self.engine.images.list().iter().map(to_image).collect()),
+            Some(r) => match self.engine.images.get(r) {
+                Ok(rec) => Ok(vec![to_image(&rec)]),
+                Err(ImageError::NotFound { .. }) => Ok(Vec::new()),
+                Err(e) => Err(img_err(e)),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ImageService for CriServer {
+    async fn list_images(
+        &self,
+        r: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        let images = self.list_images_inner(r.get_ref().filter.as_ref())?;
+        Ok(Response::new(ListImagesResponse { images }))
+    }
+
+    type StreamImagesStream = One<StreamImagesResponse>;
+    async fn stream_images(
+        &self,
+        r: Request<StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let images = self.list_images_inner(r.get_ref().filter.as_ref())?;
+        Ok(one(StreamImagesResponse { images }))
+    }
+
+    async fn image_status(
+        &self,
+        r: Request<ImageStatusRequest>,
+    ) -> Result<Response<ImageStatusResponse>, Status> {
+        let r = r.into_inner();
+        let spec = r.image.ok_or_else(|| missing("image"))?;
+        if spec.image.is_empty() {
+            return Err(missing("image.image"));
+        }
+        // CRI: an absent image is an empty response, not an error.
+        let rec = match self.engine.images.get(&spec.image) {
+            Ok(rec) => rec,
+            Err(ImageError::NotFound { .. }) => {
+                return Ok(Response::new(ImageStatusResponse::default()));
+            }
+            Err(e) => return Err(img_err(e)),
+        };
+        let mut info = HashMap::new();
+        if r.verbose {
+            let v = serde_json::json!({
+                "chainIDs": rec.chain_ids,
+                "manifestDigest": rec.manifest_digest,
+                "imageSpec": rec.config,
+            });
+            info.insert("info".to_string(), v.to_string());
+        }
+        Ok(Response::new(ImageStatusResponse {
+            image: Some(to_image(&rec)),
+            info,
+        }))
+    }
+
+    async fn pull_image(
+        &self,
+        r: Request<PullImageRequest>,
+    ) -> Result<Response<PullImageResponse>, Status> {
+        let spec = r.into_inner().image.ok_or_else(|| missing("image"))?;
+        if spec.image.is_empty() {
+            return Err(missing("image.image"));
+        }
+        match self.engine.images.get(&spec.image) {
+            Ok(rec) => Ok(Response::new(PullImageResponse { image_ref: rec.id })),
+            Err(ImageError::NotFound { .. }) => Err(Status::unimplemented(format!(
+                "pulling {:?} from a registry is not supported yet; import it with \
+                 `peapod image import FILE` (OCI layout or docker-archive)",
+                spec.image
+            ))),
+            Err(e) => Err(img_err(e)),
+        }
+    }
+
+    async fn remove_image(
+        &self,
+        r: Request<RemoveImageRequest>,
+    ) -> Result<Response<RemoveImageResponse>, Status> {
+        let spec = r.into_inner().image.ok_or_else(|| missing("image"))?;
+        if spec.image.is_empty() {
+            return Err(missing("image.image"));
+        }
+        // Removing an absent image succeeds, as kubelet's image GC expects.
+        match self.engine.images.remove(&spec.image) {
+            Ok(_) | Err(ImageError::NotFound { .. }) => Ok(Response::new(RemoveImageResponse {})),
+            Err(e) => Err(img_err(e)),
+        }
+    }
+
+    async fn image_fs_info(
+        &self,
+        _r: Request<ImageFsInfoRequest>,
+    ) -> Result<Response<ImageFsInfoResponse>, Status> {
+        let root = self.engine.images.root().to_path_buf();
+        let (bytes, inodes) = tokio::task::spawn_blocking(move || usage(&root))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let fs = FilesystemUsage {
+            timestamp: crate::pod::proc::now_ns(),
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: self.engine.images.root().to_string_lossy().into_owned(),
+            }),
+            used_bytes: Some(UInt64Value { value: bytes }),
+            inodes_used: Some(UInt64Value { value: inodes }),
+        };
+        Ok(Response::new(ImageFsInfoResponse {
+            image_filesystems: vec![fs],
+            container_filesystems: Vec::new(),
+        }))
+    }
+}

@@ -1,0 +1,314 @@
+//! Front door 1: the CRI `runtime.v1` RuntimeService and ImageService over gRPC on a unix socket.
+//! One file per RPC family converts requests and calls the engine; `status` maps errors.
+
+mod container;
+mod image;
+mod runtime_info;
+mod sandbox;
+mod status;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::api::image_service_server::ImageServiceServer;
+use crate::api::runtime_service_server::{RuntimeService, RuntimeServiceServer};
+use crate::api::*;
+use crate::pod::Engine;
+use status::unimplemented;
+
+#[derive(Clone)]
+pub struct CriServer {
+    engine: Arc<Engine>,
+}
+
+impl CriServer {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        CriServer { engine }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("preparing socket {path}: {source}")]
+    Socket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves both CRI services on `socket` (mode 0600: root only, a filesystem socket so a
+/// host-network pod cannot reach it, unlike an abstract one) until `shutdown` resolves.
+pub async fn serve(
+    engine: Arc<Engine>,
+    socket: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let err = |source| ServeError::Socket {
+        path: socket.to_owned(),
+        source,
+    };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    // Bind with a umask so the socket is never reachable by others, not even for an instant.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let listener = tokio::net::UnixListener::bind(socket);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(err)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    tracing::info!(socket = %socket.display(), "serving CRI");
+    let svc = CriServer::new(engine);
+    tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
+        .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+type One<T> = tokio_stream::Iter<std::vec::IntoIter<Result<T, Status>>>;
+
+fn one<T>(v: T) -> Response<One<T>> {
+    Response::new(tokio_stream::iter(vec![Ok(v)]))
+}
+
+#[tonic::async_trait]
+impl RuntimeService for CriServer {
+    async fn version(
+        &self,
+        r: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        self.version_impl(r)
+    }
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        self.run_pod_sandbox_impl(r).await
+    }
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        self.stop_pod_sandbox_impl(r).await
+    }
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        self.remove_pod_sandbox_impl(r).await
+    }
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        self.pod_sandbox_status_impl(r)
+    }
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        let items = self.list_pod_sandbox_inner(r.get_ref().filter.as_ref());
+        Ok(Response::new(ListPodSandboxResponse { items }))
+    }
+    type StreamPodSandboxesStream = One<StreamPodSandboxesResponse>;
+    async fn stream_pod_sandboxes(
+        &self,
+        r: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        let pod_sandboxes = self.list_pod_sandbox_inner(r.get_ref().filter.as_ref());
+        Ok(one(StreamPodSandboxesResponse { pod_sandboxes }))
+    }
+    async fn create_container(
+        &self,
+        r: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        self.create_container_impl(r).await
+    }
+    async fn start_container(
+        &self,
+        r: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        self.start_container_impl(r).await
+    }
+    async fn stop_container(
+        &self,
+        r: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        self.stop_container_impl(r).await
+    }
+    async fn remove_container(
+        &self,
+        r: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        self.remove_container_impl(r).await
+    }
+    async fn list_containers(
+        &self,
+        r: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        let containers = self.list_containers_inner(r.get_ref().filter.as_ref());
+        Ok(Response::new(ListContainersResponse { containers }))
+    }
+    type StreamContainersStream = One<StreamContainersResponse>;
+    async fn stream_containers(
+        &self,
+        r: Request<StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        let containers = self.list_containers_inner(r.get_ref().filter.as_ref());
+        Ok(one(StreamContainersResponse { containers }))
+    }
+    async fn container_status(
+        &self,
+        r: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        self.container_status_impl(r)
+    }
+    async fn update_container_resources(
+        &self,
+        _r: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        Err(unimplemented("UpdateContainerResources"))
+    }
+    async fn reopen_container_log(
+        &self,
+        r: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        self.reopen_container_log_impl(r)
+    }
+    async fn exec_sync(
+        &self,
+        _r: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        Err(unimplemented("ExecSync"))
+    }
+    async fn exec(&self, _r: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        Err(unimplemented("Exec"))
+    }
+    async fn attach(&self, _r: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
+        Err(unimplemented("Attach"))
+    }
+    async fn port_forward(
+        &self,
+        _r: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        Err(unimplemented("PortForward"))
+    }
+    async fn container_stats(
+        &self,
+        _r: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        Err(unimplemented("ContainerStats"))
+    }
+    async fn list_container_stats(
+        &self,
+        _r: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        Err(unimplemented("ListContainerStats"))
+    }
+    type StreamContainerStatsStream = One<StreamContainerStatsResponse>;
+    async fn stream_container_stats(
+        &self,
+        _r: Request<StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        Err(unimplemented("StreamContainerStats"))
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        _r: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        Err(unimplemented("PodSandboxStats"))
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        _r: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        Err(unimplemented("ListPodSandboxStats"))
+    }
+    type StreamPodSandboxStatsStream = One<StreamPodSandboxStatsResponse>;
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _r: Request<StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        Err(unimplemented("StreamPodSandboxStats"))
+    }
+    async fn update_runtime_config(
+        &self,
+        _r: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        // kubelet sends the pod CIDR here; peapod's pods have no pod network yet, so there is
+        // nothing to configure, and accepting it keeps kubelet from retrying forever.
+        Ok(Response::new(UpdateRuntimeConfigResponse {}))
+    }
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.status_impl(r)
+    }
+    async fn checkpoint_container(
+        &self,
+        _r: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        Err(unimplemented("CheckpointContainer"))
+    }
+    async fn checkpoint_pod(
+        &self,
+        _r: Request<CheckpointPodRequest>,
+    ) -> Result<Response<CheckpointPodResponse>, Status> {
+        Err(unimplemented("CheckpointPod"))
+    }
+    async fn restore_pod(
+        &self,
+        _r: Request<RestorePodRequest>,
+    ) -> Result<Response<RestorePodResponse>, Status> {
+        Err(unimplemented("RestorePod"))
+    }
+    type GetContainerEventsStream = One<ContainerEventResponse>;
+    async fn get_container_events(
+        &self,
+        _r: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        Err(unimplemented("GetContainerEvents"))
+    }
+    async fn list_metric_descriptors(
+        &self,
+        _r: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        Err(unimplemented("ListMetricDescriptors"))
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _r: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        Err(unimplemented("ListPodSandboxMetrics"))
+    }
+    type StreamPodSandboxMetricsStream = One<StreamPodSandboxMetricsResponse>;
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _r: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        Err(unimplemented("StreamPodSandboxMetrics"))
+    }
+    async fn runtime_config(
+        &self,
+        _r: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
+        self.runtime_config_impl()
+    }
+    async fn update_pod_sandbox_resources(
+        &self,
+        _r: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        Err(unimplemented("UpdatePodSandboxResources"))
+    }
+}

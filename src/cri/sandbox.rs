@@ -1,0 +1,154 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox: request
+//! checks and conversions around the engine.
+
+use std::collections::HashMap;
+
+use tonic::{Request, Response, Status};
+
+use super::status::{missing, to_status};
+use super::CriServer;
+use crate::api::*;
+use crate::pod::{Sandbox, SandboxRecord, SandboxState};
+
+fn state_of(r: &SandboxRecord) -> PodSandboxState {
+    match r.state {
+        SandboxState::Ready => PodSandboxState::SandboxReady,
+        SandboxState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+fn to_pod_sandbox(sb: &Sandbox) -> PodSandbox {
+    let r = sb.record();
+    PodSandbox {
+        id: r.id.clone(),
+        metadata: sb.config.metadata.clone(),
+        state: state_of(&r) as i32,
+        created_at: r.created_at,
+        labels: sb.config.labels.clone(),
+        annotations: sb.config.annotations.clone(),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+/// Every key=value of the selector must be among the labels.
+pub(super) fn labels_match(
+    sel: &HashMap<String, String>,
+    labels: &HashMap<String, String>,
+) -> bool {
+    sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl CriServer {
+    pub(super) async fn run_pod_sandbox_impl(
+        &self,
+        r: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        let r = r.into_inner();
+        let config = r.config.ok_or_else(|| missing("config"))?;
+        let id = self
+            .engine
+            .run_sandbox(config, &r.runtime_handler)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
+    }
+
+    pub(super) async fn stop_pod_sandbox_impl(
+        &self,
+        r: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        let id = &r.get_ref().pod_sandbox_id;
+        if id.is_empty() {
+            return Err(missing("pod_sandbox_id"));
+        }
+        self.engine.stop_sandbox(id).await.map_err(to_status)?;
+        Ok(Response::new(StopPodSandboxResponse {}))
+    }
+
+    pub(super) async fn remove_pod_sandbox_impl(
+        &self,
+        r: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        let id = &r.get_ref().pod_sandbox_id;
+        if id.is_empty() {
+            return Err(missing("pod_sandbox_id"));
+        }
+        self.engine.remove_sandbox(id).await.map_err(to_status)?;
+        Ok(Response::new(RemovePodSandboxResponse {}))
+    }
+
+    pub(super) fn pod_sandbox_status_impl(
+        &self,
+        r: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        let r = r.into_inner();
+        if r.pod_sandbox_id.is_empty() {
+            return Err(missing("pod_sandbox_id"));
+        }
+        let sb = self.engine.sandbox(&r.pod_sandbox_id).map_err(to_status)?;
+        let rec = sb.record();
+        let ns_opts = sb
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        let status = PodSandboxStatus {
+            id: rec.id.clone(),
+            metadata: sb.config.metadata.clone(),
+            state: state_of(&rec) as i32,
+            created_at: rec.created_at,
+            network: Some(PodSandboxNetworkStatus::default()),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(ns_opts.unwrap_or_default()),
+                }),
+            }),
+            labels: sb.config.labels.clone(),
+            annotations: sb.config.annotations.clone(),
+            runtime_handler: rec.runtime_handler.clone(),
+        };
+        let mut info = HashMap::new();
+        if r.verbose {
+            let v = serde_json::json!({
+                "pid": rec.pause_pid,
+                "hostname": rec.hostname,
+                "cgroup": rec.cgroup.path,
+                "pauseCgroup": rec.pause_cgroup,
+                "namespaces": rec.namespaces,
+                "netns": (!rec.namespaces.host_network).then(|| {
+                    self.engine.paths.sandbox_state_dir(&rec.id).join("ns/net")
+                }),
+            });
+            info.insert("info".to_string(), v.to_string());
+        }
+        Ok(Response::new(PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            containers_statuses: Vec::new(),
+            timestamp: crate::pod::proc::now_ns(),
+        }))
+    }
+
+    pub(super) fn list_pod_sandbox_inner(
+        &self,
+        filter: Option<&PodSandboxFilter>,
+    ) -> Vec<PodSandbox> {
+        let mut out: Vec<PodSandbox> = self
+            .engine
+            .sandboxes()
+            .iter()
+            .map(|sb| to_pod_sandbox(sb))
+            .filter(|p| match filter {
+                None => true,
+                Some(f) => {
+                    (f.id.is_empty() || p.id.starts_with(&f.id))
+                        && f.state.as_ref().is_none_or(|s| s.state == p.state)
+                        && labels_match(&f.label_selector, &p.labels)
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+        out
+    }
+}

@@ -1,0 +1,53 @@
+//! The one place engine errors become gRPC statuses: kubelet and crictl act on the code
+//! (NotFound means "already gone", AlreadyExists "a retry raced"), so it must be precise.
+
+use tonic::{Code, Status};
+
+use crate::image::ImageError;
+use crate::oci::spec::SpecError;
+use crate::pod::EngineError;
+
+pub fn to_status(e: EngineError) -> Status {
+    let code = match &e {
+        EngineError::NotFound { .. } => Code::NotFound,
+        EngineError::AlreadyExists { .. } => Code::AlreadyExists,
+        EngineError::InvalidArgument { .. } => Code::InvalidArgument,
+        EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
+        EngineError::Spec(s) => spec_code(s),
+        EngineError::Image(i) => image_code(i),
+        EngineError::Runtime(crate::oci::runtime::RuntimeError::UnknownHandler(_)) => {
+            Code::InvalidArgument
+        }
+        _ => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::error!(error = %e, "request failed");
+    }
+    Status::new(code, e.to_string())
+}
+
+fn spec_code(e: &SpecError) -> Code {
+    match e {
+        SpecError::InvalidArgument { .. } => Code::InvalidArgument,
+        SpecError::NotFound { .. } => Code::NotFound,
+        SpecError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        _ => Code::Internal,
+    }
+}
+
+fn image_code(e: &ImageError) -> Code {
+    match e {
+        ImageError::NotFound { .. } => Code::NotFound,
+        ImageError::InvalidReference { .. } => Code::InvalidArgument,
+        _ => Code::Internal,
+    }
+}
+
+/// A required request field that is missing or empty.
+pub fn missing(field: &str) -> Status {
+    Status::invalid_argument(format!("{field}: is required"))
+}
+
+pub fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not supported by peapod yet"))
+}

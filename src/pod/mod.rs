@@ -1,0 +1,246 @@
+//! The pod engine both front doors share: sandboxes (a pause process holding the pod's
+//! namespaces, a pod cgroup) and containers (an OCI bundle run by a runtime handler under a
+//! per-container monitor), with their records persisted so a daemon restart loses nothing.
+
+pub mod container;
+pub mod error;
+pub mod monitor;
+pub mod pause;
+pub mod proc;
+pub mod record;
+pub mod recover;
+pub mod sandbox;
+pub mod undo;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::api;
+use crate::cgroups::Cgroups;
+use crate::config::Config;
+use crate::image::ImageStore;
+use crate::oci::runtime::Runtimes;
+use crate::oci::spec::HostLimits;
+pub use error::{EngineError, Result};
+pub use record::{ContainerRecord, ContainerState, SandboxRecord, SandboxState};
+
+/// A pod sandbox: its CRI config (immutable) and its record (changes under the lock).
+pub struct Sandbox {
+    pub config: api::PodSandboxConfig,
+    rec: Mutex<SandboxRecord>,
+    /// Serialises lifecycle operations (stop, remove) on this sandbox.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Sandbox {
+    pub fn record(&self) -> SandboxRecord {
+        self.rec.lock().unwrap().clone()
+    }
+    pub fn id(&self) -> String {
+        self.rec.lock().unwrap().id.clone()
+    }
+}
+
+/// A container: its CRI config (immutable) and its record, plus an exit signal for waiters.
+pub struct Container {
+    pub config: api::ContainerConfig,
+    rec: Mutex<ContainerRecord>,
+    /// Becomes true when the monitor reports the exit; StopContainer waits on it.
+    exited: tokio::sync::watch::Sender<bool>,
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Container {
+    pub fn record(&self) -> ContainerRecord {
+        self.rec.lock().unwrap().clone()
+    }
+}
+
+/// The engine's directories. Persistent records live under the root dir; namespaces, bundles
+/// and exit files under the state dir, which a reboot wipes along with every process.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Paths {
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.root.join("sandboxes").join(id)
+    }
+    pub fn sandbox_state_dir(&self, id: &str) -> PathBuf {
+        self.state.join("sandboxes").join(id)
+    }
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+    /// The OCI bundle: config.json, init.pid, the runtime log and the monitor's exit file.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.state.join("containers").join(id)
+    }
+}
+
+pub struct Engine {
+    pub cfg: Arc<Config>,
+    pub paths: Paths,
+    pub cgroups: Cgroups,
+    pub runtimes: Runtimes,
+    pub images: Arc<ImageStore>,
+    shim: PathBuf,
+    host: HostLimits,
+    sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
+    containers: RwLock<HashMap<String, Arc<Container>>>,
+    /// Reserved names (sandbox and container names share one map, with a kind prefix).
+    names: Mutex<HashMap<String, String>>,
+}
+
+impl Engine {
+    /// Builds the engine from its config and recovers every sandbox and container on disk.
+    pub async fn new(cfg: Config) -> Result<Arc<Self>> {
+        let cgroups = Cgroups::detect(cfg.cgroup_driver, &cfg.cgroup_parent)?;
+        let runtimes = Runtimes::from_config(&cfg, cgroups.unified)?;
+        let paths = Paths {
+            root: cfg.root_dir.clone(),
+            state: cfg.state_dir.clone(),
+        };
+        for d in [
+            paths.root.join("sandboxes"),
+            paths.root.join("containers"),
+            paths.state.join("sandboxes"),
+            paths.state.join("containers"),
+        ] {
+            std::fs::create_dir_all(&d)
+                .map_err(EngineError::io(format!("creating {}", d.display())))?;
+        }
+        let images = Arc::new(ImageStore::open(&paths.root.join("images"))?);
+        let engine = Arc::new(Engine {
+            shim: cfg.shim(),
+            host: host_limits(cfg.pids_limit),
+            cfg: Arc::new(cfg),
+            paths,
+            cgroups,
+            runtimes,
+            images,
+            sandboxes: RwLock::new(HashMap::new()),
+            containers: RwLock::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+        });
+        recover::recover(&engine).await;
+        Ok(engine)
+    }
+
+    pub fn shim(&self) -> &std::path::Path {
+        &self.shim
+    }
+
+    fn reserve_name(&self, kind: &'static str, name: &str, id: &str) -> Result<()> {
+        let key = format!("{kind}/{name}");
+        let mut names = self.names.lock().unwrap();
+        if let Some(owner) = names.get(&key) {
+            return Err(EngineError::AlreadyExists {
+                kind,
+                name: name.to_string(),
+                id: owner.clone(),
+            });
+        }
+        names.insert(key, id.to_string());
+        Ok(())
+    }
+
+    fn release_name(&self, kind: &'static str, name: &str) {
+        self.names.lock().unwrap().remove(&format!("{kind}/{name}"));
+    }
+
+    /// Finds a sandbox by full ID or unique ID prefix (crictl shows truncated IDs).
+    pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        find(&self.sandboxes.read().unwrap(), id).ok_or_else(|| EngineError::NotFound {
+            kind: "pod sandbox",
+            id: id.to_string(),
+        })
+    }
+
+    pub fn container(&self, id: &str) -> Result<Arc<Container>> {
+        find(&self.containers.read().unwrap(), id).ok_or_else(|| EngineError::NotFound {
+            kind: "container",
+            id: id.to_string(),
+        })
+    }
+
+    pub fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
+        self.sandboxes.read().unwrap().values().cloned().collect()
+    }
+
+    pub fn containers(&self) -> Vec<Arc<Container>> {
+        self.containers.read().unwrap().values().cloned().collect()
+    }
+
+    fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+        self.containers
+            .read()
+            .unwrap()
+            .values()
+            .filter(|c| c.rec.lock().unwrap().sandbox_id == sandbox_id)
+            .cloned()
+            .collect()
+    }
+}
+
+fn find<T>(map: &HashMap<String, Arc<T>>, id: &str) -> Option<Arc<T>> {
+    if id.is_empty() {
+        return None;
+    }
+    if let Some(v) = map.get(id) {
+        return Some(v.clone());
+    }
+    let mut hits = map.iter().filter(|(k, _)| k.starts_with(id));
+    match (hits.next(), hits.next()) {
+        (Some((_, v)), None) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// What this host lets containers have: without CAP_SYS_RESOURCE, root can neither lower
+/// oom_score_adj below its own nor raise an rlimit past its hard limit, so requests are clamped
+/// to these (containerd's restrict_oom_score_adj) instead of failing in the runtime.
+fn host_limits(pids_limit: i64) -> HostLimits {
+    let privileged = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    let own_oom = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let nofile_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024);
+    HostLimits {
+        min_oom_score_adj: if privileged { -1000 } else { own_oom },
+        nofile_hard: if privileged {
+            nofile_hard.max(1_048_576)
+        } else {
+            nofile_hard
+        },
+        pids_limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_by_unique_prefix() {
+        let mut m = HashMap::new();
+        m.insert("abc123".to_string(), Arc::new(1));
+        m.insert("abd456".to_string(), Arc::new(2));
+        assert_eq!(*find(&m, "abc123").unwrap(), 1);
+        assert_eq!(*find(&m, "abd").unwrap(), 2);
+        assert!(find(&m, "ab").is_none(), "ambiguous prefix");
+        assert!(find(&m, "").is_none());
+        assert!(find(&m, "zz").is_none());
+    }
+}

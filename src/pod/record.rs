@@ -1,0 +1,233 @@
+//! The engine's records of sandboxes and containers, their state machines and their checkpoints.
+//!
+//! Container states, derived from timestamps (never stored as a separate field, so they cannot
+//! disagree with them), as containerd's store does:
+//!
+//! ```text
+//!   CreateContainer        StartContainer         exit (monitor's exit file)
+//!  ─────────────▶ CREATED ───────────────▶ RUNNING ──────────────────────▶ EXITED
+//!                    │                                                       ▲
+//!                    └──────────── killed / removed before start ───────────┘
+//! ```
+//! UNKNOWN is reported when the monitor is gone without an exit file.
+//!
+//! A checkpoint is `<dir>/record.json` (versioned JSON, written atomically) plus `config.pb`, the
+//! CRI config as protobuf exactly as received, written once at creation.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::PodCgroup;
+use crate::fsutil::atomic_write;
+
+pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_FILE: &str = "record.json";
+pub const CONFIG_FILE: &str = "config.pb";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// How the pod's namespaces were made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxNamespaces {
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub host_pid: bool,
+    /// The pod has one PID namespace for all containers (NamespaceMode POD).
+    pub pod_pid: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    pub version: u32,
+    pub id: String,
+    pub name: String,
+    pub runtime_handler: String,
+    pub created_at: i64,
+    pub hostname: String,
+    pub namespaces: SandboxNamespaces,
+    pub pause_pid: i32,
+    pub pause_start: u64,
+    pub cgroup: PodCgroup,
+    pub pause_cgroup: String,
+    /// The pod's /dev/shm tmpfs, mounted by peapod (None with host IPC).
+    pub shm: Option<PathBuf>,
+    pub state: SandboxState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub version: u32,
+    pub id: String,
+    pub name: String,
+    pub sandbox_id: String,
+    pub runtime_handler: String,
+    /// The image as the request named it, and the store's image ID.
+    pub image_ref: String,
+    pub image_id: String,
+    pub log_path: Option<PathBuf>,
+    pub rootfs: PathBuf,
+    pub cgroup_path: String,
+    pub stop_signal: i32,
+    pub created_at: i64,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub pid: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// Set when the monitor vanished without an exit file: the state is unknowable.
+    #[serde(default)]
+    pub unknown: bool,
+}
+
+impl ContainerRecord {
+    pub fn state(&self) -> ContainerState {
+        if self.unknown {
+            ContainerState::Unknown
+        } else if self.finished_at > 0 {
+            ContainerState::Exited
+        } else if self.started_at > 0 {
+            ContainerState::Running
+        } else {
+            ContainerState::Created
+        }
+    }
+
+    /// Records the exit, with the CRI reason kubelet expects.
+    pub fn mark_exited(&mut self, exit_code: i32, finished_at: i64, oom: bool) {
+        self.finished_at = finished_at.max(1);
+        self.exit_code = exit_code;
+        self.reason = if oom {
+            "OOMKilled"
+        } else if exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+        .to_string();
+    }
+}
+
+/// Writes a record atomically (fsync'd: it lives on persistent storage).
+pub fn save<T: Serialize>(dir: &Path, rec: &T) -> std::io::Result<()> {
+    let data = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+    atomic_write(&dir.join(RECORD_FILE), &data)
+}
+
+/// Changes a record and saves it under its lock, so that concurrent updates (an exit watcher
+/// and an RPC) reach the disk in the order they were made. `f` returns false when it changed
+/// nothing; then nothing is written and None returned.
+pub fn update<T: Serialize + Clone>(
+    m: &std::sync::Mutex<T>,
+    dir: &Path,
+    f: impl FnOnce(&mut T) -> bool,
+) -> std::io::Result<Option<T>> {
+    let mut guard = m.lock().unwrap();
+    let mut next = guard.clone();
+    if !f(&mut next) {
+        return Ok(None);
+    }
+    save(dir, &next)?;
+    *guard = next.clone();
+    Ok(Some(next))
+}
+
+pub fn load<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::io::Result<T> {
+    let data = std::fs::read(dir.join(RECORD_FILE))?;
+    serde_json::from_slice(&data)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<()> {
+    atomic_write(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
+}
+
+pub fn load_config<M: Message + Default>(dir: &Path) -> std::io::Result<M> {
+    let data = std::fs::read(dir.join(CONFIG_FILE))?;
+    M::decode(data.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctr() -> ContainerRecord {
+        ContainerRecord {
+            version: RECORD_VERSION,
+            id: "c".into(),
+            name: "n".into(),
+            sandbox_id: "s".into(),
+            runtime_handler: "runc".into(),
+            image_ref: "busybox".into(),
+            image_id: "sha256:x".into(),
+            log_path: None,
+            rootfs: PathBuf::from("/r"),
+            cgroup_path: "/peapod/s/c".into(),
+            stop_signal: 15,
+            created_at: 1,
+            monitor_pid: 0,
+            monitor_start: 0,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            unknown: false,
+        }
+    }
+
+    #[test]
+    fn state_follows_timestamps() {
+        let mut c = ctr();
+        assert_eq!(c.state(), ContainerState::Created);
+        c.started_at = 5;
+        assert_eq!(c.state(), ContainerState::Running);
+        c.mark_exited(0, 9, false);
+        assert_eq!(
+            (c.state(), c.reason.as_str()),
+            (ContainerState::Exited, "Completed")
+        );
+        c.mark_exited(137, 9, true);
+        assert_eq!(c.reason, "OOMKilled");
+        c.mark_exited(2, 9, false);
+        assert_eq!(c.reason, "Error");
+        c.unknown = true;
+        assert_eq!(c.state(), ContainerState::Unknown);
+    }
+
+    #[test]
+    fn checkpoint_round_trips() {
+        let d = std::env::temp_dir().join(format!("peapod-rec-{}", crate::fsutil::new_id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut c = ctr();
+        c.exit_code = 3;
+        save(&d, &c).unwrap();
+        let back: ContainerRecord = load(&d).unwrap();
+        assert_eq!(back.exit_code, 3);
+        let cfg = crate::api::ContainerConfig {
+            working_dir: "/w".into(),
+            ..Default::default()
+        };
+        save_config(&d, &cfg).unwrap();
+        let back: crate::api::ContainerConfig = load_config(&d).unwrap();
+        assert_eq!(back.working_dir, "/w");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

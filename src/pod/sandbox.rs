@@ -1,0 +1,490 @@
+//! Sandbox lifecycle: run (pause + namespaces + cgroup + pod files), stop, remove.
+//!
+//! Each step of run registers its undo; a failure anywhere undoes everything in reverse, so a
+//! failed RunPodSandbox leaves no pause, mount, namespace file, cgroup or record behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::mount::{MntFlags, MsFlags};
+use tracing::{info, instrument, warn};
+
+use super::pause::{self, PauseNamespaces};
+use super::proc::{self, now_ns};
+use super::record::{self, SandboxNamespaces, SandboxRecord, SandboxState, RECORD_VERSION};
+use super::undo::Undo;
+use super::{Engine, EngineError, Result, Sandbox};
+use crate::api::{self, NamespaceMode};
+use crate::fsutil::{atomic_write, new_id};
+
+/// The default /etc/hosts of a pod with its own network, as containerd writes it.
+const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// The unique name kubelet's RunPodSandbox retries collide on, as containerd builds it.
+pub fn sandbox_name(md: &api::PodSandboxMetadata) -> String {
+    format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)
+}
+
+fn namespaces_of(config: &api::PodSandboxConfig) -> SandboxNamespaces {
+    let opts = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let mode = |m: i32| NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod);
+    match opts {
+        // No options: every mode is POD (the enum's zero), so the pod shares one PID namespace.
+        None => SandboxNamespaces {
+            pod_pid: true,
+            ..Default::default()
+        },
+        Some(o) => SandboxNamespaces {
+            host_network: mode(o.network) == NamespaceMode::Node,
+            host_ipc: mode(o.ipc) == NamespaceMode::Node,
+            host_pid: mode(o.pid) == NamespaceMode::Node,
+            pod_pid: mode(o.pid) == NamespaceMode::Pod,
+        },
+    }
+}
+
+/// resolv.conf from the pod's DNSConfig, or the host's when none is given.
+fn resolv_conf(dns: Option<&api::DnsConfig>) -> std::io::Result<Vec<u8>> {
+    let Some(dns) = dns else {
+        return std::fs::read("/etc/resolv.conf").or_else(|_| Ok(Vec::new()));
+    };
+    let mut out = String::new();
+    if !dns.searches.is_empty() {
+        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    for s in &dns.servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    Ok(out.into_bytes())
+}
+
+fn validate(config: &api::PodSandboxConfig) -> Result<&api::PodSandboxMetadata> {
+    let md = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("config.metadata", "is required"))?;
+    if md.name.is_empty() {
+        return Err(EngineError::invalid(
+            "config.metadata.name",
+            "must not be empty",
+        ));
+    }
+    if md.namespace.is_empty() {
+        return Err(EngineError::invalid(
+            "config.metadata.namespace",
+            "must not be empty",
+        ));
+    }
+    if config.hostname.contains('\0') || config.hostname.len() > 64 {
+        return Err(EngineError::invalid(
+            "config.hostname",
+            "must be at most 64 bytes with no NUL",
+        ));
+    }
+    if let Some(dns) = &config.dns_config {
+        for (i, v) in dns
+            .servers
+            .iter()
+            .chain(&dns.searches)
+            .chain(&dns.options)
+            .enumerate()
+        {
+            if v.contains(['\n', '\r', '\0']) {
+                return Err(EngineError::invalid(
+                    format!("config.dns_config[{i}]"),
+                    "must not contain line breaks",
+                ));
+            }
+        }
+    }
+    if let Some(l) = &config.linux {
+        let ns = namespaces_of(config);
+        let sysctls = l.sysctls.clone().into_iter().collect();
+        crate::oci::spec::validate_sysctls(&sysctls, ns.host_network, ns.host_ipc)?;
+    }
+    Ok(md)
+}
+
+impl Engine {
+    #[instrument(skip_all, fields(pod = tracing::field::Empty, sandbox_id = tracing::field::Empty))]
+    pub async fn run_sandbox(
+        self: &Arc<Self>,
+        config: api::PodSandboxConfig,
+        runtime_handler: &str,
+    ) -> Result<String> {
+        let md = validate(&config)?;
+        let name = sandbox_name(md);
+        let runtime = self.runtimes.get(runtime_handler).map_err(|_| {
+            EngineError::invalid(
+                "runtime_handler",
+                format!("no runtime handler {runtime_handler:?} is configured"),
+            )
+        })?;
+        let id = new_id();
+        tracing::Span::current().record("pod", name.as_str());
+        tracing::Span::current().record("sandbox_id", id.as_str());
+        let mut undo = Undo::new();
+        self.reserve_name("sandbox", &name, &id)?;
+        {
+            let me = self.clone();
+            let name = name.clone();
+            undo.push("release name", move || me.release_name("sandbox", &name));
+        }
+        let ns = namespaces_of(&config);
+
+        // Pod files (hostname, hosts, resolv.conf) containers bind-mount.
+        let dir = self.paths.sandbox_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(EngineError::io("creating sandbox dir"))?;
+        {
+            let dir = dir.clone();
+            undo.push("remove sandbox dir", move || {
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+        let hostname = if ns.host_network || config.hostname.is_empty() {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            config.hostname.clone()
+        };
+        let hosts = if ns.host_network {
+            std::fs::read("/etc/hosts").unwrap_or_default()
+        } else {
+            DEFAULT_HOSTS.as_bytes().to_vec()
+        };
+        let resolv = resolv_conf(config.dns_config.as_ref())
+            .map_err(EngineError::io("reading resolv.conf"))?;
+        for (file, data) in [
+            ("hostname", format!("{hostname}\n").into_bytes()),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+        ] {
+            atomic_write(&dir.join(file), &data)
+                .map_err(EngineError::io(format!("writing {file}")))?;
+        }
+
+        // The pod's /dev/shm: a tmpfs of its own unless the pod shares the host's IPC.
+        let shm = if ns.host_ipc {
+            None
+        } else {
+            let shm = dir.join("shm");
+            std::fs::create_dir_all(&shm).map_err(EngineError::io("creating shm dir"))?;
+            let opts = format!("mode=1777,size={}", self.cfg.shm_size);
+            nix::mount::mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(opts.as_str()),
+            )
+            .map_err(|e| EngineError::io("mounting the pod's /dev/shm")(e.into()))?;
+            let s = shm.clone();
+            undo.push("unmount shm", move || unmount(&s));
+            Some(shm)
+        };
+
+        // The pause, in its new namespaces.
+        let pause_ns = PauseNamespaces {
+            net: !ns.host_network,
+            ipc: !ns.host_ipc,
+            uts: !ns.host_network,
+            pid: ns.pod_pid,
+        };
+        let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
+        let pid = pause::spawn(&self.shim, pause_ns, hn).await?;
+        undo.push("kill pause", move || pause::kill_and_reap(pid));
+        let pause_start = proc::start_time(pid).unwrap_or(0);
+
+        // The pod cgroup and the pause's leaf in it.
+        let cgroup = self.cgroups.pod_cgroup(
+            config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.as_str())
+                .unwrap_or(""),
+            &id,
+        );
+        let pause_cgroup = self.cgroups.child_path(&cgroup.path, &id);
+        {
+            let cg = self.cgroups.clone();
+            let (leaf, pod) = (pause_cgroup.clone(), cgroup.clone());
+            undo.push("remove pod cgroup", move || {
+                let _ = cg.remove_tree(&leaf);
+                if pod.owned {
+                    let _ = cg.remove_tree(&pod.path);
+                }
+            });
+        }
+        self.cgroups.place(&pause_cgroup, pid)?;
+
+        // Pin the namespaces so they outlive the pause and containers join them by path.
+        let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
+        pause::pin(pid, pause_ns, &ns_dir)?;
+        {
+            let d = ns_dir.clone();
+            undo.push("unpin namespaces", move || {
+                pause::unpin_all(&d);
+                if let Some(p) = d.parent() {
+                    let _ = std::fs::remove_dir(p);
+                }
+            });
+        }
+
+        let rec = SandboxRecord {
+            version: RECORD_VERSION,
+            id: id.clone(),
+            name: name.clone(),
+            runtime_handler: runtime.name.clone(),
+            created_at: now_ns(),
+            hostname,
+            namespaces: ns,
+            pause_pid: pid,
+            pause_start,
+            cgroup,
+            pause_cgroup,
+            shm,
+            state: SandboxState::Ready,
+        };
+        record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
+        record::save(&dir, &rec).map_err(EngineError::io("saving sandbox record"))?;
+        let sb = Arc::new(Sandbox {
+            config,
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+        });
+        self.sandboxes
+            .write()
+            .unwrap()
+            .insert(id.clone(), sb.clone());
+        undo.commit();
+        self.watch_pause(sb);
+        info!("pod sandbox ready");
+        Ok(id)
+    }
+
+    /// Marks the sandbox NOTREADY when its pause exits (killed, OOM, or by StopPodSandbox).
+    pub(super) fn watch_pause(self: &Arc<Self>, sb: Arc<Sandbox>) {
+        let (pid, start) = {
+            let r = sb.rec.lock().unwrap();
+            (r.pause_pid, r.pause_start)
+        };
+        let dir = self.paths.sandbox_dir(&sb.id());
+        tokio::spawn(async move {
+            if let Err(e) = proc::wait_exit(pid).await {
+                warn!(pid, error = %e, "cannot watch pause; polling");
+                while proc::is_alive(pid, start) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            let res = record::update(&sb.rec, &dir, |r| {
+                let changed = r.state != SandboxState::NotReady;
+                r.state = SandboxState::NotReady;
+                changed
+            });
+            match res {
+                Ok(Some(rec)) => info!(sandbox_id = %rec.id, "pause exited: sandbox not ready"),
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "saving sandbox record"),
+            }
+        });
+    }
+
+    /// Stops every container (forcibly, as containerd does: kubelet has already stopped them
+    /// gracefully), then the pause, and releases the namespaces and the pod's /dev/shm.
+    /// Idempotent.
+    #[instrument(skip(self), fields(sandbox_id = %id))]
+    pub async fn stop_sandbox(self: &Arc<Self>, id: &str) -> Result<()> {
+        let sb = self.sandbox(id)?;
+        let _op = sb.op.lock().await;
+        let id = sb.id();
+        for c in self.sandbox_containers(&id) {
+            self.stop_container_inner(&c, 0).await?;
+        }
+        let rec = sb.record();
+        if proc::is_alive(rec.pause_pid, rec.pause_start) {
+            let p = nix::unistd::Pid::from_raw(rec.pause_pid);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), proc::wait_exit(rec.pause_pid)).await;
+        }
+        pause::unpin_all(&self.paths.sandbox_state_dir(&id).join("ns"));
+        let _ = std::fs::remove_dir(self.paths.sandbox_state_dir(&id));
+        if let Some(shm) = &rec.shm {
+            unmount(shm);
+        }
+        record::update(&sb.rec, &self.paths.sandbox_dir(&id), |r| {
+            r.state = SandboxState::NotReady;
+            true
+        })
+        .map_err(EngineError::io("saving sandbox record"))?;
+        info!("pod sandbox stopped");
+        Ok(())
+    }
+
+    /// Stops the sandbox if needed, removes its containers, cgroups, files and record.
+    /// Removing an unknown sandbox succeeds (CRI: RemovePodSandbox is idempotent).
+    #[instrument(skip(self), fields(sandbox_id = %id))]
+    pub async fn remove_sandbox(self: &Arc<Self>, id: &str) -> Result<()> {
+        let sb = match self.sandbox(id) {
+            Ok(sb) => sb,
+            Err(EngineError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_sandbox(id).await?;
+        let _op = sb.op.lock().await;
+        let rec = sb.record();
+        for c in self.sandbox_containers(&rec.id) {
+            self.remove_container(&c.record().id).await?;
+        }
+        self.cgroups.remove_tree(&rec.pause_cgroup)?;
+        if rec.cgroup.owned {
+            self.cgroups.remove_tree(&rec.cgroup.path)?;
+        }
+        let dir = self.paths.sandbox_dir(&rec.id);
+        if let Some(shm) = &rec.shm {
+            unmount(shm);
+        }
+        std::fs::remove_dir_all(&dir)
+            .or_else(ignore_not_found)
+            .map_err(EngineError::io(format!("removing {}", dir.display())))?;
+        self.sandboxes.write().unwrap().remove(&rec.id);
+        self.release_name("sandbox", &rec.name);
+        info!("pod sandbox removed");
+        Ok(())
+    }
+
+    /// Paths a container of this sandbox joins or mounts.
+    pub(super) fn sandbox_view(&self, sb: &Sandbox) -> crate::oci::spec::SandboxView {
+        let rec = sb.record();
+        let dir = self.paths.sandbox_dir(&rec.id);
+        let ns_dir = self.paths.sandbox_state_dir(&rec.id).join("ns");
+        let ns = rec.namespaces;
+        let ns_path = |host: bool, kind: &str| (!host).then(|| ns_dir.join(kind));
+        let linux = sb.config.linux.as_ref();
+        crate::oci::spec::SandboxView {
+            id: rec.id.clone(),
+            hostname: rec.hostname.clone(),
+            net_ns: ns_path(ns.host_network, "net"),
+            ipc_ns: ns_path(ns.host_ipc, "ipc"),
+            uts_ns: ns_path(ns.host_network, "uts"),
+            pid_ns: ns
+                .pod_pid
+                .then(|| PathBuf::from(format!("/proc/{}/ns/pid", rec.pause_pid))),
+            hostname_file: Some(dir.join("hostname")),
+            hosts_file: Some(dir.join("hosts")),
+            resolv_conf: Some(dir.join("resolv.conf")),
+            shm: rec.shm.clone().or_else(|| Some(PathBuf::from("/dev/shm"))),
+            sysctls: linux
+                .map(|l| l.sysctls.clone().into_iter().collect())
+                .unwrap_or_default(),
+            privileged: linux
+                .and_then(|l| l.security_context.as_ref())
+                .is_some_and(|s| s.privileged),
+        }
+    }
+}
+
+pub(super) fn ignore_not_found(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Unmounts a mount peapod made; not mounted is fine.
+pub(super) fn unmount(p: &Path) {
+    match nix::mount::umount2(p, MntFlags::empty()) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(nix::Error::EBUSY) => {
+            let _ = nix::mount::umount2(p, MntFlags::MNT_DETACH);
+        }
+        Err(e) => warn!(path = %p.display(), error = %e, "unmount"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(ns: Option<api::NamespaceOption>) -> api::PodSandboxConfig {
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 2,
+            }),
+            linux: Some(api::LinuxPodSandboxConfig {
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: ns,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_and_namespaces() {
+        let c = cfg(None);
+        assert_eq!(
+            sandbox_name(c.metadata.as_ref().unwrap()),
+            "web_default_u1_2"
+        );
+        let ns = namespaces_of(&c);
+        assert!(ns.pod_pid && !ns.host_network && !ns.host_ipc && !ns.host_pid);
+        let c = cfg(Some(api::NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }));
+        let ns = namespaces_of(&c);
+        assert!(ns.host_network && !ns.host_ipc && !ns.pod_pid && !ns.host_pid);
+        let c = cfg(Some(api::NamespaceOption {
+            pid: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }));
+        assert!(namespaces_of(&c).pod_pid);
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let mut c = cfg(None);
+        c.metadata.as_mut().unwrap().name.clear();
+        let e = validate(&c).unwrap_err().to_string();
+        assert!(e.contains("config.metadata.name"), "{e}");
+        let mut c = cfg(None);
+        c.dns_config = Some(api::DnsConfig {
+            servers: vec!["1.1.1.1\nnameserver 6.6.6.6".into()],
+            ..Default::default()
+        });
+        assert!(validate(&c).unwrap_err().to_string().contains("dns_config"));
+    }
+
+    #[test]
+    fn resolv_conf_from_dns_config() {
+        let r = resolv_conf(Some(&api::DnsConfig {
+            servers: vec!["10.0.0.10".into()],
+            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(r).unwrap(),
+            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\noptions ndots:5\n"
+        );
+    }
+}
