@@ -108,10 +108,14 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
+        // The default parent is a cgroupfs path; systemd needs a slice.
+        if cfg.cgroup_driver == CgroupDriver::Systemd && cfg.cgroup_parent == "/peapod" {
+            cfg.cgroup_parent = "peapod.slice".into();
+        }
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -132,6 +136,12 @@ impl Config {
         if self.cgroup_driver == CgroupDriver::Cgroupfs && !self.cgroup_parent.starts_with('/') {
             return Err(invalid(format!(
                 "cgroup_parent must be an absolute cgroup path with the cgroupfs driver: {}",
+                self.cgroup_parent
+            )));
+        }
+        if self.cgroup_driver == CgroupDriver::Systemd && !self.cgroup_parent.ends_with(".slice") {
+            return Err(invalid(format!(
+                "cgroup_parent must be a systemd slice (NAME.slice) with the systemd driver: {}",
                 self.cgroup_parent
             )));
         }
@@ -239,5 +249,13 @@ mod tests {
         let e =
             Config::parse("[runtimes.\"../x\"]\npath = \"runc\"", Path::new("p.toml")).unwrap_err();
         assert!(e.to_string().contains("not a plain name"), "{e}");
+        let c = Config::parse("cgroup_driver = \"systemd\"", Path::new("p.toml")).unwrap();
+        assert_eq!(c.cgroup_parent, "peapod.slice");
+        let e = Config::parse(
+            "cgroup_driver = \"systemd\"\ncgroup_parent = \"/kubepods\"",
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("slice"), "{e}");
     }
 }

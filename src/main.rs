@@ -89,7 +89,12 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         match cgroup_driver.as_deref() {
             None => {}
             Some("cgroupfs") => cfg.cgroup_driver = CgroupDriver::Cgroupfs,
-            Some("systemd") => cfg.cgroup_driver = CgroupDriver::Systemd,
+            Some("systemd") => {
+                cfg.cgroup_driver = CgroupDriver::Systemd;
+                if cfg.cgroup_parent == Config::default().cgroup_parent {
+                    cfg.cgroup_parent = "peapod.slice".into();
+                }
+            }
             Some(other) => return Err(format!("--cgroup-driver: unknown driver {other:?}")),
         }
     }
@@ -125,6 +130,7 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Two workers: the daemon mostly waits on child processes and the socket.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -239,6 +239,12 @@ impl Daemon {
             }
         }
         self.kill();
+        // PEAPOD_IT_KEEP_LOGS=DIR keeps each daemon's log for a look after the run.
+        if let Some(dir) = std::env::var_os("PEAPOD_IT_KEEP_LOGS") {
+            let name = self.root.parent().unwrap().file_name().unwrap().to_owned();
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.log, Path::new(&dir).join(name).with_extension("log"));
+        }
         for m in cgroup_mounts() {
             let _ = std::fs::remove_dir(m.join(self.cgroup_parent.trim_start_matches('/')));
         }

@@ -140,6 +140,7 @@ impl Engine {
             });
         }
 
+        tracing::debug!("rootfs mounted");
         // The OCI spec.
         let image_config = image.config.config().clone().unwrap_or_default();
         let view = self.sandbox_view(&sb);
@@ -166,6 +167,7 @@ impl Engine {
             }
         }
 
+        tracing::debug!("bundle written");
         // The monitor runs `<runtime> create` and stays as the container's parent.
         let exit_file = bundle.join("exit");
         let started = monitor::spawn(&MonitorArgs {
@@ -180,6 +182,7 @@ impl Engine {
             stdin: config.stdin,
         })
         .await?;
+        tracing::debug!(pid = started.init_pid, "runtime created the container");
         {
             let rt = runtime.clone();
             let id = id.clone();

@@ -202,6 +202,7 @@ impl Engine {
         };
         let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
         let pid = pause::spawn(&self.shim, pause_ns, hn).await?;
+        tracing::debug!(pid, "pause ready");
         undo.push("kill pause", move || pause::kill_and_reap(pid));
         let pause_start = proc::start_time(pid).unwrap_or(0);
 
@@ -226,6 +227,7 @@ impl Engine {
             });
         }
         self.cgroups.place(&pause_cgroup, pid)?;
+        tracing::debug!(cgroup = %pause_cgroup, "pause placed in its cgroup");
 
         // Pin the namespaces so they outlive the pause and containers join them by path.
         let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
@@ -240,6 +242,7 @@ impl Engine {
             });
         }
 
+        tracing::debug!("namespaces pinned");
         let rec = SandboxRecord {
             version: RECORD_VERSION,
             id: id.clone(),
