@@ -28,13 +28,7 @@ impl ConsoleSocket {
     /// Listens on `<exit-file>.console.sock`, or, if that path is too long for a unix socket,
     /// on `<temp dir>/peapod-shim-<pid>.console.sock`.
     pub fn bind(exit_file: &Path) -> io::Result<ConsoleSocket> {
-        let mut name = exit_file.as_os_str().to_owned();
-        name.push(".console.sock");
-        let mut path = PathBuf::from(name);
-        if path.as_os_str().len() > SUN_PATH_MAX {
-            path = std::env::temp_dir()
-                .join(format!("peapod-shim-{}.console.sock", std::process::id()));
-        }
+        let path = socket_path(exit_file, &std::env::temp_dir(), std::process::id());
         // A stale socket from an earlier, crashed attempt would make bind fail.
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
@@ -64,8 +58,45 @@ impl ConsoleSocket {
     }
 }
 
+/// Where the console socket goes: beside the exit file if the path fits a unix socket address,
+/// else in `tmp`, named after the monitor's PID.
+fn socket_path(exit_file: &Path, tmp: &Path, pid: u32) -> PathBuf {
+    let mut name = exit_file.as_os_str().to_owned();
+    name.push(".console.sock");
+    if name.len() <= SUN_PATH_MAX {
+        PathBuf::from(name)
+    } else {
+        tmp.join(format!("peapod-shim-{pid}.console.sock"))
+    }
+}
+
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_path_beside_exit_file_or_in_tmp() {
+        let tmp = Path::new("/tmp");
+        assert_eq!(
+            socket_path(Path::new("/run/p/c1/exit"), tmp, 7),
+            PathBuf::from("/run/p/c1/exit.console.sock")
+        );
+        // 94 + 13 = 107 bytes: still fits.
+        let fits = format!("/{}", "a".repeat(93));
+        assert_eq!(
+            socket_path(Path::new(&fits), tmp, 7),
+            PathBuf::from(format!("{fits}.console.sock"))
+        );
+        let long = format!("/{}", "a".repeat(94));
+        assert_eq!(
+            socket_path(Path::new(&long), tmp, 7),
+            PathBuf::from("/tmp/peapod-shim-7.console.sock")
+        );
     }
 }

@@ -114,7 +114,7 @@ impl LineSplitter {
                     } else {
                         self.push(line, emit);
                         emit(Tag::Full, &self.buf);
-                        self.buf.clear();
+                        self.reset();
                     }
                     data = &data[i + 1..];
                 }
@@ -130,6 +130,16 @@ impl LineSplitter {
     pub fn finish(&mut self, emit: &mut impl FnMut(Tag, &[u8])) {
         if !self.buf.is_empty() {
             emit(Tag::Full, &self.buf);
+            self.reset();
+        }
+    }
+
+    /// Empties the line buffer, giving back a large one: after one long line a monitor
+    /// should not hold 16 KiB per stream for the rest of the container's life.
+    fn reset(&mut self) {
+        if self.buf.capacity() > 4096 {
+            self.buf = Vec::new();
+        } else {
             self.buf.clear();
         }
     }

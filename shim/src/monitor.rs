@@ -16,11 +16,11 @@
 //! - SIGTERM, SIGINT, SIGHUP and SIGPIPE are ignored and the monitor runs in its own session:
 //!   it ends when its container ends, not when the daemon does.
 
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::args::MonitorOpts;
@@ -159,27 +159,27 @@ fn create(opts: &MonitorOpts) -> Result<Created, String> {
     // Only log lines written by this create count when explaining a failure.
     let log_offset = std::fs::metadata(&opts.runtime_log).map_or(0, |m| m.len());
     let pid_file = opts.bundle.join("init.pid");
-    let mut cmd = runtime_command(opts);
-    cmd.args(["create", "--bundle"])
-        .arg(&opts.bundle)
-        .arg("--pid-file")
-        .arg(&pid_file);
+    let mut sub: Vec<&OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), opts.bundle.as_ref()];
+    sub.extend(["--pid-file".as_ref(), pid_file.as_os_str()]);
     if let Some(c) = &console {
-        cmd.arg("--console-socket").arg(c.path());
+        sub.extend(["--console-socket".as_ref(), c.path().as_os_str()]);
     }
-    cmd.arg(&opts.id)
-        .stdin(Stdio::from(stdin_child))
-        .stdout(Stdio::from(stdout_w))
-        .stderr(Stdio::from(stderr_w));
-    let spawned = cmd.spawn();
-    // Dropping the command closes the monitor's copies of the container-side ends, so EOF on
-    // the read ends means the container (and whatever inherited them) closed them.
-    drop(cmd);
-    let mut child = spawned.map_err(|e| format!("starting {}: {e}", opts.runtime.display()))?;
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for runtime create: {e}"))?;
-    if !status.success() {
+    sub.push(&opts.id);
+    let argv = runtime_argv(opts, &sub)?;
+    let spawned = sys::spawn(
+        &argv,
+        [
+            stdin_child.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+        ],
+    );
+    // Close the monitor's copies of the container-side ends right away, so that EOF on the
+    // read ends means the container (and whatever inherited them) closed them.
+    drop((stdin_child, stdout_w, stderr_w));
+    let pid = spawned.map_err(|e| format!("starting {}: {e}", opts.runtime.display()))?;
+    let status = sys::wait_pid(pid).map_err(|e| format!("waiting for runtime create: {e}"))?;
+    if status != 0 {
         return Err(create_failure(opts, log_offset, status, &stderr_r));
     }
 
@@ -219,36 +219,25 @@ fn create(opts: &MonitorOpts) -> Result<Created, String> {
     })
 }
 
-/// `RUNTIME [runtime-args...] --log RUNTIME_LOG --log-format json`, ready for a subcommand.
-/// The child gets default signal dispositions and an empty signal mask: ignored signals and
-/// the mask survive exec, and a container that ignores SIGTERM would be a nasty surprise.
-fn runtime_command(opts: &MonitorOpts) -> Command {
-    let mut cmd = Command::new(&opts.runtime);
-    cmd.args(&opts.runtime_args)
-        .arg("--log")
-        .arg(&opts.runtime_log)
-        .args(["--log-format", "json"]);
-    // SAFETY: the hook runs in the forked child before exec and only calls signal() and
-    // sigprocmask(), which are async-signal-safe and do not allocate.
-    unsafe {
-        cmd.pre_exec(|| {
-            for sig in [libc::SIGPIPE, libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
-                sys::default_signal(sig)?;
-            }
-            sys::SigSet::empty().set_mask()
-        });
-    }
-    cmd
+/// `RUNTIME [runtime-args...] --log RUNTIME_LOG --log-format json SUBCOMMAND...` as argv.
+fn runtime_argv(opts: &MonitorOpts, sub: &[&OsStr]) -> Result<Vec<CString>, String> {
+    let mut args: Vec<&OsStr> = vec![opts.runtime.as_os_str()];
+    args.extend(opts.runtime_args.iter().map(|a| a.as_os_str()));
+    args.extend([
+        "--log".as_ref(),
+        opts.runtime_log.as_os_str(),
+        "--log-format".as_ref(),
+        "json".as_ref(),
+    ]);
+    args.extend_from_slice(sub);
+    args.iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| format!("argument {a:?} contains NUL")))
+        .collect()
 }
 
 /// Explains a failed create: the runtime log's last error, else what the runtime printed on
 /// stderr, else its exit status.
-fn create_failure(
-    opts: &MonitorOpts,
-    log_offset: u64,
-    status: ExitStatus,
-    stderr: &OwnedFd,
-) -> String {
+fn create_failure(opts: &MonitorOpts, log_offset: u64, status: i32, stderr: &OwnedFd) -> String {
     let log = std::fs::read(&opts.runtime_log).unwrap_or_default();
     let new = log.get(log_offset as usize..).unwrap_or(&log);
     if let Some(msg) = runtimelog::last_error(new) {
@@ -262,25 +251,30 @@ fn create_failure(
         }
     }
     let runtime = opts.runtime.display();
-    match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => format!("{runtime} create failed with exit status {code}"),
-        (None, Some(sig)) => format!("{runtime} create was killed by signal {sig}"),
-        _ => format!("{runtime} create failed ({status})"),
+    match exitfile::decode_wait_status(status) {
+        Some(Exit {
+            signal: 0,
+            exit_code,
+        }) => {
+            format!("{runtime} create failed with exit status {exit_code}")
+        }
+        Some(Exit { signal, .. }) => format!("{runtime} create was killed by signal {signal}"),
+        None => format!("{runtime} create failed (wait status {status:#x})"),
     }
 }
 
 /// Best-effort `RUNTIME delete --force ID`, for a container created but not monitorable.
 fn force_delete(opts: &MonitorOpts) {
-    let mut cmd = runtime_command(opts);
-    cmd.args(["delete", "--force"])
-        .arg(&opts.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _ = cmd.status();
+    let Ok(argv) = runtime_argv(opts, &["delete".as_ref(), "--force".as_ref(), &opts.id]) else {
+        return;
+    };
+    let Ok(null) = sys::open_devnull() else {
+        return;
+    };
+    let fd = null.as_raw_fd();
+    if let Ok(pid) = sys::spawn(&argv, [fd, fd, fd]) {
+        let _ = sys::wait_pid(pid);
+    }
 }
 
 fn read_pid_file(path: &Path) -> io::Result<i32> {
@@ -291,11 +285,17 @@ fn read_pid_file(path: &Path) -> io::Result<i32> {
     }
 }
 
-/// Nanoseconds since the Unix epoch (CLOCK_REALTIME).
+/// Time since the Unix epoch (CLOCK_REALTIME).
 fn now() -> std::time::Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+/// The current time as a CRI log timestamp.
+fn timestamp() -> [u8; crilog::TIMESTAMP_LEN] {
+    let t = now();
+    crilog::format_timestamp(t.as_secs() as i64, t.subsec_nanos())
 }
 
 /// The event loop: copies output to the log until the init is reaped, then drains what is
@@ -307,7 +307,8 @@ fn watch(opts: &MonitorOpts, sigfd: &OwnedFd, created: Created) -> (Ended, u128)
         stdin: _stdin, // held (open) until the monitor returns
     } = created;
     let mut log = CriLog::open(opts.log_path.clone());
-    let mut buf = vec![0u8; READ_BUF];
+    // Not zero-filled: its pages become resident only as far as reads actually fill them.
+    let mut buf = Vec::with_capacity(READ_BUF);
     let ended = loop {
         let mut fds = [libc::pollfd {
             fd: -1,
@@ -377,11 +378,12 @@ fn handle_signals(sigfd: &OwnedFd, init_pid: i32, log: &mut CriLog) -> Option<(E
 impl Stream {
     /// One read; at EOF the unfinished line is flushed and the fd closed. Returns false when
     /// nothing more can be read right now (EOF or EAGAIN).
-    fn pump(&mut self, buf: &mut [u8], log: &mut CriLog) -> bool {
+    fn pump(&mut self, buf: &mut Vec<u8>, log: &mut CriLog) -> bool {
         let Some(fd) = &self.fd else {
             return false;
         };
-        let n = match sys::read(fd.as_raw_fd(), buf) {
+        buf.clear();
+        let n = match sys::read_append(fd.as_raw_fd(), buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             // EIO is how a pty master says every slave end is closed: EOF for us.
@@ -392,30 +394,29 @@ impl Stream {
                 0
             }
         };
+        // One timestamp per read: the time the data reached the monitor.
+        let ts = timestamp();
         let name = self.name;
-        let mut emit = |ts: &[u8], tag: Tag, content: &[u8]| log.record(ts, name, tag, content);
-        let t = now();
-        let ts = crilog::format_timestamp(t.as_secs() as i64, t.subsec_nanos());
+        let mut emit = |tag: Tag, content: &[u8]| log.record(&ts, name, tag, content);
         if n == 0 {
-            self.split.finish(&mut |tag, c| emit(&ts, tag, c));
+            self.split.finish(&mut emit);
             self.fd = None;
             log.flush();
             return false;
         }
-        self.split.feed(&buf[..n], &mut |tag, c| emit(&ts, tag, c));
+        self.split.feed(&buf[..n], &mut emit);
         log.flush();
         true
     }
 
     /// Reads until EOF or EAGAIN (bounded), then flushes the unfinished line as full.
-    fn drain(&mut self, buf: &mut [u8], log: &mut CriLog) {
+    fn drain(&mut self, buf: &mut Vec<u8>, log: &mut CriLog) {
         for _ in 0..DRAIN_READS {
             if !self.pump(buf, log) {
                 break;
             }
         }
-        let t = now();
-        let ts = crilog::format_timestamp(t.as_secs() as i64, t.subsec_nanos());
+        let ts = timestamp();
         let name = self.name;
         self.split
             .finish(&mut |tag, c| log.record(&ts, name, tag, c));

@@ -19,9 +19,8 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Runs the pause; returns the process exit status.
 pub fn run(opts: &PauseOpts) -> i32 {
-    // Block first, so that a SIGTERM arriving during setup is queued, not fatal.
-    let all = sys::SigSet::full();
     let sync = SyncPipe::take();
+    let all = sys::SigSet::full();
     if let Err(msg) = setup(opts, &all) {
         eprintln!("peapod-shim pause: {msg}");
         sync.error(&msg);
@@ -43,9 +42,10 @@ pub fn run(opts: &PauseOpts) -> i32 {
 }
 
 fn setup(opts: &PauseOpts, all: &sys::SigSet) -> Result<(), String> {
+    // Block first, so that a SIGTERM arriving during setup is queued for the loop, not fatal.
     all.block().map_err(|e| format!("blocking signals: {e}"))?;
-    // An inherited SIG_IGN for SIGCHLD would make the kernel reap children itself and hide
-    // their exit; the default disposition keeps zombies around for us to reap.
+    // An inherited SIG_IGN for SIGCHLD would make the kernel reap children itself; the
+    // default disposition keeps zombies around for us (and queues SIGCHLD while blocked).
     sys::default_signal(libc::SIGCHLD).map_err(|e| format!("SIGCHLD disposition: {e}"))?;
     // Nothing but fds 0-3 should live as long as the pod: a leaked pipe end could keep some
     // reader from ever seeing EOF.

@@ -165,8 +165,8 @@ impl Cursor<'_> {
             }
             _ => {
                 let start = self.i;
-                while matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-                {
+                let literal = |b: u8| b.is_ascii_alphanumeric() || b"+-.".contains(&b);
+                while self.peek().is_some_and(literal) {
                     self.i += 1;
                 }
                 (self.i > start).then_some(())

@@ -1,10 +1,11 @@
 //! Thin wrappers over the libc calls the shim needs, each returning `io::Result`.
 //!
-//! Every `unsafe` in the shim that talks to the kernel lives here (plus the `pre_exec` hook in
-//! `monitor.rs`), so the other modules are plain safe Rust. The wrappers retry on EINTR where a
-//! retry is the only sensible reaction; none of them allocates more than a few bytes.
+//! All the shim's `unsafe` code lives here, but for `syncfd.rs` adopting the inherited fd 3, so
+//! the other modules are plain safe Rust. The wrappers retry on EINTR where a retry is the only
+//! sensible reaction. `spawn` is a bare fork + execvp: std's `Command` would pull in tens of KiB
+//! of code (env capture, posix_spawn paths), and the shim's resident size matters.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -95,8 +96,8 @@ pub fn ensure_std_fds() -> io::Result<()> {
 /// Closes every descriptor numbered `first` or above: close_range(2) where the kernel has it,
 /// else each fd listed in /proc/self/fd.
 pub fn close_fds_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: close_range takes plain integers; closing fds we do not own as Rust objects is the
-    // point (nothing in this process holds them yet: it is called first thing in main).
+    // SAFETY: close_range takes plain integers. It runs at startup, when no Rust object of this
+    // process owns an fd numbered `first` or above: closing inherited strays is the point.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, !0u32, 0u32) };
     if ret == 0 {
         return Ok(());
@@ -138,6 +139,18 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// read(2) into the spare capacity of `buf` (appending), retried on EINTR; returns the count.
+/// Unlike a zero-filled buffer, memory the kernel never writes is never touched, so a large
+/// read buffer costs resident memory only as far as data actually arrives.
+pub fn read_append(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the kernel writes at most spare.len() bytes into the spare capacity.
+    let n = cvt_retry(|| unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) })?;
+    // SAFETY: the kernel initialised the first n bytes after the current length.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
 /// Writes all of `buf` to `fd`, looping over short writes and EINTR.
 pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
@@ -149,6 +162,73 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[n as usize..];
     }
     Ok(())
+}
+
+/// fork + execvp of `argv` (`argv[0]` is the program: a path, or a name looked up in $PATH;
+/// the environment is inherited), with the given descriptors as the child's stdin, stdout and
+/// stderr. Those must be numbered 3 or above (so that placing one cannot clobber another);
+/// every other fd of the shim is close-on-exec. In the child, the signals the shim ignores or
+/// blocks are reset: ignored dispositions and the mask survive exec, and a container that
+/// cannot get SIGTERM would be a nasty surprise. Returns the child's PID once exec succeeded;
+/// an exec failure is returned as its errno (sent back over a close-on-exec pipe) and the
+/// child is reaped.
+pub fn spawn(argv: &[CString], stdio: [RawFd; 3]) -> io::Result<libc::pid_t> {
+    if argv.is_empty() || stdio.iter().any(|&fd| fd < 3) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let empty = SigSet::empty();
+    let (err_r, err_w) = pipe()?;
+    // SAFETY: the shim is single-threaded; the child branch only calls async-signal-safe
+    // functions (dup2, signal, sigprocmask, execvp, write, _exit) on data prepared above.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: as above; every pointer stays valid (the child has a copy of this memory).
+        unsafe {
+            for (target, &fd) in stdio.iter().enumerate() {
+                if libc::dup2(fd, target as c_int) == -1 {
+                    child_fail(err_w.as_raw_fd());
+                }
+            }
+            for sig in [libc::SIGPIPE, libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, &empty.0, std::ptr::null_mut());
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            child_fail(err_w.as_raw_fd());
+        }
+    }
+    drop(err_w);
+    let mut errno = [0u8; 4];
+    let n = read(err_r.as_raw_fd(), &mut errno)?;
+    if n == errno.len() {
+        let _ = wait_pid(pid);
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+    }
+    Ok(pid)
+}
+
+/// In a forked child: sends errno to the parent over `err_fd` and exits 127.
+///
+/// # Safety
+/// Only to be called in the child of a fork (it calls `_exit`).
+unsafe fn child_fail(err_fd: RawFd) -> ! {
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let bytes = errno.to_ne_bytes();
+    // SAFETY: write and _exit are async-signal-safe; `bytes` is a live local array.
+    unsafe {
+        libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
+}
+
+/// Blocking waitpid for one child; returns its raw status.
+pub fn wait_pid(pid: libc::pid_t) -> io::Result<c_int> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int into `status`.
+    cvt_retry(|| unsafe { libc::waitpid(pid, &mut status, 0) })?;
+    Ok(status)
 }
 
 /// setsid(2): a new session and process group, detached from any controlling terminal.
@@ -221,17 +301,8 @@ impl SigSet {
 
     /// Blocks the signals of this set (adds them to the mask).
     pub fn block(&self) -> io::Result<()> {
-        self.sigmask(libc::SIG_BLOCK)
-    }
-
-    /// Makes this set the whole signal mask. Async-signal-safe (used between fork and exec).
-    pub fn set_mask(&self) -> io::Result<()> {
-        self.sigmask(libc::SIG_SETMASK)
-    }
-
-    fn sigmask(&self, how: c_int) -> io::Result<()> {
         // SAFETY: the set is initialised; the old mask is not asked for.
-        cvt(unsafe { libc::sigprocmask(how, &self.0, std::ptr::null_mut()) })?;
+        cvt(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) })?;
         Ok(())
     }
 

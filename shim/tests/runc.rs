@@ -16,6 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const RUNC: &str = "/usr/sbin/runc";
@@ -39,11 +40,20 @@ fn skip(name: &str, needs_runc: bool) -> bool {
         "no /usr/sbin/runc"
     } else if !Path::new(BUSYBOX).exists() {
         "no /bin/busybox"
+    } else if !needs_runc && !has_util_linux() {
+        "no unshare/nsenter (util-linux)"
     } else {
         return false;
     };
     eprintln!("skipping {name}: {why}");
     true
+}
+
+/// `unshare` and `nsenter`, which the pause tests use in the daemon's stead.
+fn has_util_linux() -> bool {
+    ["/usr/bin/unshare", "/usr/bin/nsenter"]
+        .iter()
+        .all(|p| Path::new(p).exists())
 }
 
 /// A pipe, both ends close-on-exec.
@@ -163,6 +173,11 @@ struct Bundle {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Bundles alive in this test process. The shared cgroup parent is removed only by the last
+/// one, under this lock: removing it while a parallel test's runc is creating its cgroup
+/// under it would make that create fail.
+static LIVE: Mutex<usize> = Mutex::new(0);
+
 impl Bundle {
     fn new(name: &str, args: &[&str], terminal: bool) -> Bundle {
         let id = format!(
@@ -178,7 +193,7 @@ impl Bundle {
         }
         fs::create_dir_all(dir.join("runc-root")).unwrap();
         fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "echo", "sleep", "ls", "cat", "printf"] {
+        for applet in ["sh", "echo", "sleep", "ls", "cat", "printf", "seq"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         let args: Vec<String> = args.iter().map(|a| json_str(a)).collect();
@@ -211,6 +226,7 @@ impl Bundle {
             args = args.join(", ")
         );
         fs::write(dir.join("bundle/config.json"), config).unwrap();
+        *LIVE.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Bundle { id, dir }
     }
 
@@ -333,12 +349,17 @@ impl Drop for Bundle {
             .status();
         let _ = fs::remove_dir_all(&self.dir);
         // Only the cgroups this test made: <hierarchy>/peapod-shimtest/<id>, then the parent
-        // (which fails harmlessly while another test still has a cgroup under it).
+        // once no other bundle of this process may still use it (it stays, and rmdir fails
+        // harmlessly, while another test run has a cgroup under it).
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
         if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
             for h in hierarchies.flatten() {
                 let parent = h.path().join(CGROUP_PARENT);
                 let _ = fs::remove_dir(parent.join(&self.id));
-                let _ = fs::remove_dir(&parent);
+                if *live == 0 {
+                    let _ = fs::remove_dir(&parent);
+                }
             }
         }
     }
@@ -428,6 +449,38 @@ fn long_lines_split_into_partials() {
             ("F".to_string(), 4)
         ]
     );
+    assert_eq!(b.exit_file().exit_code, 0);
+}
+
+#[test]
+fn no_output_lost_under_volume() {
+    if skip("no_output_lost_under_volume", true) {
+        return;
+    }
+    // Both streams at once, far more than a pipe buffer, and an exit right after.
+    let b = Bundle::new(
+        "volume",
+        &["sh", "-c", "seq 1 50000 >&2 & seq 1 100000; wait"],
+        false,
+    );
+    let (mut mon, _) = b.create(&[]);
+    assert!(b.runc(&["start"]).success());
+    assert_eq!(wait_timeout(&mut mon).code(), Some(0));
+    let recs = b.log_records();
+    for (stream, n) in [("stdout", 100_000), ("stderr", 50_000)] {
+        let got: Vec<&str> = recs
+            .iter()
+            .filter(|(s, t, _)| s == stream && t == "F")
+            .map(|(_, _, c)| c.as_str())
+            .collect();
+        assert_eq!(got.len(), n, "{stream}");
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, c)| *c == (i + 1).to_string()),
+            "{stream} out of order"
+        );
+    }
     assert_eq!(b.exit_file().exit_code, 0);
 }
 
@@ -568,6 +621,58 @@ fn stdin_pipe_stays_open() {
     assert!(has(&recs, "stdout", "F", "timeout"), "{recs:?}");
 }
 
+#[test]
+fn sigusr1_reopens_log_and_termination_signals_are_ignored() {
+    if skip(
+        "sigusr1_reopens_log_and_termination_signals_are_ignored",
+        true,
+    ) {
+        return;
+    }
+    // Prints one line, waits for the test to create /go in its rootfs, prints another.
+    let b = Bundle::new(
+        "reopen",
+        &[
+            "sh",
+            "-c",
+            "echo one; while [ ! -e /go ]; do sleep 0.05; done; echo two",
+        ],
+        false,
+    );
+    let (mut mon, _) = b.create(&[]);
+    assert!(b.runc(&["start"]).success());
+    let deadline = Instant::now() + TIMEOUT;
+    while b.log_records().is_empty() {
+        assert!(Instant::now() < deadline, "no log output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The monitor ends only with its container: the daemon's signals do not stop it.
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+        // SAFETY: plain kill(2) of our child.
+        unsafe { libc::kill(mon.id() as i32, sig) };
+    }
+    // Rotate like the kubelet: rename, then ask for a reopen.
+    fs::rename(b.path("ctr.log"), b.path("ctr.log.1")).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(mon.id() as i32, libc::SIGUSR1) };
+    while !b.path("ctr.log").exists() {
+        assert!(Instant::now() < deadline, "log not reopened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        mon.try_wait().unwrap().is_none(),
+        "monitor died of a signal"
+    );
+    fs::write(b.path("bundle/rootfs/go"), "").unwrap();
+    assert_eq!(wait_timeout(&mut mon).code(), Some(0));
+    let old = fs::read_to_string(b.path("ctr.log.1")).unwrap();
+    let recs = b.log_records();
+    assert!(old.ends_with(" stdout F one\n"), "{old:?}");
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(has(&recs, "stdout", "F", "two"), "{recs:?}");
+    assert_eq!(b.exit_file().exit_code, 0);
+}
+
 /// VmRSS of a process, in KiB.
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -606,14 +711,21 @@ fn print_smaps(pid: u32) {
     let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
     let mut mapping = "";
     for line in smaps.lines() {
-        if line.split_whitespace().next().is_some_and(|w| w.contains('-')) {
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.contains('-'))
+        {
             mapping = line;
         } else if let Some(kb) = line.strip_prefix("Rss:") {
             eprintln!("{:>8} {mapping}", kb.trim());
         }
     }
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    for l in status.lines().filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS")) {
+    for l in status
+        .lines()
+        .filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS"))
+    {
         eprintln!("{l}");
     }
 }
