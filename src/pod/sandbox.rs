@@ -16,7 +16,7 @@ use super::record::{self, SandboxNamespaces, SandboxRecord, SandboxState, RECORD
 use super::undo::Undo;
 use super::{Engine, EngineError, Result, Sandbox};
 use crate::api::{self, NamespaceMode};
-use crate::fsutil::{atomic_write, new_id};
+use crate::fsutil::{atomic_write_opts, new_id};
 
 /// The default /etc/hosts of a pod with its own network, as containerd writes it.
 const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -169,7 +169,9 @@ impl Engine {
             ("hosts", hosts),
             ("resolv.conf", resolv),
         ] {
-            atomic_write(&dir.join(file), &data)
+            // Not fsync'd: these only matter while the pod's processes live, and a crash that
+            // could lose them ends those anyway.
+            atomic_write_opts(&dir.join(file), &data, false)
                 .map_err(EngineError::io(format!("writing {file}")))?;
         }
 
