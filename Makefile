@@ -1,6 +1,7 @@
 # peapod: the two commands a new user needs are `make run` and `make test`.
 CARGO ?= cargo
-RELEASE_DIR := target/release
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE_DIR := $(TARGET_DIR)/release
 
 .PHONY: all build release deps run test unit e2e lint bench clean-test
 
@@ -18,8 +19,8 @@ SHIM_TARGET := x86_64-unknown-linux-gnu
 release:
 	$(CARGO) build --workspace --release
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-	  $(CARGO) build -p peapod-shim --release --target $(SHIM_TARGET) --target-dir target/shim-static
-	cp target/shim-static/$(SHIM_TARGET)/release/peapod-shim $(RELEASE_DIR)/peapod-shim
+	  $(CARGO) build -p peapod-shim --release --target $(SHIM_TARGET) --target-dir $(TARGET_DIR)/shim-static
+	cp $(TARGET_DIR)/shim-static/$(SHIM_TARGET)/release/peapod-shim $(RELEASE_DIR)/peapod-shim
 
 # Run the daemon with embedded defaults: CRI socket /run/peapod/peapod.sock, data in
 # /var/lib/peapod, state in /run/peapod. Needs root.
@@ -41,4 +42,4 @@ lint:
 # Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
 bench: deps release
 	$(CARGO) build --release -p peapod-integration --bin peapod-bench
-	PEAPOD_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) $(RELEASE_DIR)/peapod-bench
+	PEAPOD_BIN_DIR=$(abspath $(RELEASE_DIR)) $(RELEASE_DIR)/peapod-bench
