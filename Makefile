@@ -20,6 +20,7 @@ release:
 	$(CARGO) build --workspace --release
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 	  $(CARGO) build -p peapod-shim --release --target $(SHIM_TARGET) --target-dir $(TARGET_DIR)/shim-static
+	rm -f $(RELEASE_DIR)/peapod-shim  # a hard link into deps/: replace, never write through
 	cp $(TARGET_DIR)/shim-static/$(SHIM_TARGET)/release/peapod-shim $(RELEASE_DIR)/peapod-shim
 
 # Run the daemon with embedded defaults: CRI socket /run/peapod/peapod.sock, data in
