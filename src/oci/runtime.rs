@@ -58,13 +58,21 @@ impl OciRuntime {
         }
     }
 
-    async fn run(&self, op: &'static str, args: &[&str], id: &str) -> Result<(), RuntimeError> {
+    /// Runs `<runtime> <global args> <args> <id> <tail>` and turns a failure into its stderr.
+    async fn run(
+        &self,
+        op: &'static str,
+        args: &[&str],
+        id: &str,
+        tail: &[&str],
+    ) -> Result<(), RuntimeError> {
         let out = tokio::process::Command::new(&self.path)
             .args(&self.global_args)
             .args(args)
             .arg(id)
+            .args(tail)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
             .await
@@ -88,40 +96,14 @@ impl OciRuntime {
     }
 
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.run("start", &["start"], id).await
+        self.run("start", &["start"], id, &[]).await
     }
 
     /// Sends `signal` to the container's init, or with `all` to every process in it.
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
-        let sig = signal.to_string();
-        let mut args = vec!["kill"];
-        if all {
-            args.push("--all");
-        }
+        let args: &[&str] = if all { &["kill", "--all"] } else { &["kill"] };
         // runc takes the signal after the ID.
-        let out = tokio::process::Command::new(&self.path)
-            .args(&self.global_args)
-            .args(&args)
-            .arg(id)
-            .arg(&sig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .map_err(|source| RuntimeError::Exec {
-                bin: self.path.clone(),
-                source,
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(RuntimeError::Failed {
-            runtime: self.name.clone(),
-            op: "kill",
-            id: id.to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        self.run("kill", args, id, &[&signal.to_string()]).await
     }
 
     /// Deletes the container's runtime state (and with `force` kills what is left). A container
@@ -132,7 +114,7 @@ impl OciRuntime {
         } else {
             &["delete"]
         };
-        match self.run("delete", args, id).await {
+        match self.run("delete", args, id, &[]).await {
             Err(RuntimeError::Failed { message, .. })
                 if message.contains("does not exist") || message.contains("not found") =>
             {
