@@ -192,3 +192,44 @@ impl Runtimes {
         self.handlers.keys().map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn configured_handlers_and_default() {
+        let c = cfg(
+            "default_runtime = \"b\"\n[runtimes.a]\npath = \"/bin/true\"\n\
+                     [runtimes.b]\npath = \"/bin/false\"\nargs = [\"--debug\"]",
+        );
+        let r = Runtimes::from_config(&c, false).unwrap();
+        assert_eq!(r.default_name(), "b");
+        let b = r.get("").unwrap();
+        assert_eq!(b.path, PathBuf::from("/bin/false"));
+        assert_eq!(b.global_args[0], "--debug");
+        assert_eq!(b.global_args[1], "--root");
+        assert!(b.global_args[2].ends_with("runtime/b"));
+        assert_eq!(r.get("a").unwrap().name, "a");
+        assert!(matches!(
+            r.get("kata"),
+            Err(RuntimeError::UnknownHandler(_))
+        ));
+        assert_eq!(r.names().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn first_configured_is_default_and_systemd_flag_is_passed() {
+        let c = cfg("cgroup_driver = \"systemd\"\n[runtimes.x]\npath = \"/bin/true\"");
+        let r = Runtimes::from_config(&c, true).unwrap();
+        assert_eq!(r.default_name(), "x");
+        assert_eq!(
+            r.get("").unwrap().global_args.last().unwrap(),
+            "--systemd-cgroup"
+        );
+    }
+}
