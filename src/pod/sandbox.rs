@@ -90,6 +90,13 @@ fn validate(config: &api::PodSandboxConfig) -> Result<&api::PodSandboxMetadata> 
             "must be at most 64 bytes with no NUL",
         ));
     }
+    if !config.log_directory.is_empty() && !crate::fsutil::is_clean_absolute(&config.log_directory)
+    {
+        return Err(EngineError::invalid(
+            "config.log_directory",
+            "must be an absolute path without '..'",
+        ));
+    }
     if let Some(dns) = &config.dns_config {
         for (i, v) in dns
             .servers
@@ -477,6 +484,12 @@ mod tests {
             ..Default::default()
         });
         assert!(validate(&c).unwrap_err().to_string().contains("dns_config"));
+        let mut c = cfg(None);
+        c.log_directory = "var/log/pods".into();
+        assert!(validate(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("log_directory"));
     }
 
     #[test]
