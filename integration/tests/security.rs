@@ -33,7 +33,11 @@ async fn containers_get_safe_defaults() {
                   id -u; exec ls /proc/self/fd";
     let plain = container_config("plain", BUSYBOX, &["sh", "-c", script]);
     let hardened = with_sc(
-        container_config("hardened", "peapod.test/busybox-user:latest", &["sh", "-c", script]),
+        container_config(
+            "hardened",
+            "peapod.test/busybox-user:latest",
+            &["sh", "-c", script],
+        ),
         LinuxContainerSecurityContext {
             no_new_privs: true,
             readonly_rootfs: true,
@@ -52,7 +56,12 @@ async fn containers_get_safe_defaults() {
             ..Default::default()
         },
     );
-    let (_pod, ids) = run_pod(&mut rt, pod_config("secure", &logs), vec![plain, hardened, rofs]).await;
+    let (_pod, ids) = run_pod(
+        &mut rt,
+        pod_config("secure", &logs),
+        vec![plain, hardened, rofs],
+    )
+    .await;
     for id in &ids {
         wait_exited(&mut rt, id, Duration::from_secs(10)).await;
     }
@@ -60,7 +69,11 @@ async fn containers_get_safe_defaults() {
     let plain = log_lines(&logs.join("plain/0.log"));
     assert_eq!(plain[0], format!("CapEff:\t{DEFAULT_CAPS}"), "{plain:?}");
     assert_eq!(plain[1], "NoNewPrivs:\t0");
-    assert_eq!(plain[2].trim(), "0", "/proc/timer_list is not masked: {plain:?}");
+    assert_eq!(
+        plain[2].trim(),
+        "0",
+        "/proc/timer_list is not masked: {plain:?}"
+    );
     assert_eq!(plain[3], "sys-ro", "/proc/sys is writable");
     assert_eq!(plain[4], "0", "root by default");
     // Only stdio reaches the container (3 is ls's own directory fd).
@@ -68,16 +81,18 @@ async fn containers_get_safe_defaults() {
 
     let hard = log_lines(&logs.join("hardened/0.log"));
     // CAP_NET_ADMIN only (bit 12).
-    assert_eq!(hard[0], "CapEff:\t0000000000000000", "a non-root user has no effective caps: {hard:?}");
+    assert_eq!(
+        hard[0], "CapEff:\t0000000000000000",
+        "a non-root user has no effective caps: {hard:?}"
+    );
     assert_eq!(hard[1], "NoNewPrivs:\t1");
-    assert_eq!(hard[4], "1000", "the image's USER app is uid 1000: {hard:?}");
-    let status = std::fs::read_to_string(
-        d.state
-            .join("containers")
-            .join(&ids[1])
-            .join("config.json"),
-    )
-    .unwrap();
+    assert_eq!(
+        hard[4], "1000",
+        "the image's USER app is uid 1000: {hard:?}"
+    );
+    let status =
+        std::fs::read_to_string(d.state.join("containers").join(&ids[1]).join("config.json"))
+            .unwrap();
     let spec: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(
         spec["process"]["capabilities"]["bounding"],
@@ -99,7 +114,11 @@ async fn oom_kill_is_reported() {
     let mut c = container_config(
         "hog",
         BUSYBOX,
-        &["sh", "-c", "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived",
+        ],
     );
     c.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {

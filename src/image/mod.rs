@@ -11,20 +11,25 @@
 //!                               `.complete` (written last; a layer without it is never used)
 //! layers/.tmp-*                 layers being unpacked; renamed into place when complete
 //! images/<config-hex>.json      one image record per image ID
+//! layers/.trash-*               layers being deleted by [`gc`]; removed at open
 //! ```
 //!
-//! Data flows one way: [`import`] (and, later, the registry pull) writes blobs with
-//! [`ImageStore::write_blob`], unpacks layers with [`ImageStore::unpack_layer`] and records the
-//! image with [`ImageStore::add_image`]; the pod engine then looks images up with
-//! [`ImageStore::get`] and mounts a container rootfs from [`ImageStore::layer_dirs`] with
-//! [`mount_rootfs`].
+//! Data flows one way: [`import`] and [`pull`] (from registries configured by
+//! [`RegistryConfig`]) write blobs with [`ImageStore::write_blob`], unpack layers with
+//! [`ImageStore::unpack_layer`] and record the image with [`ImageStore::add_image`]; the pod
+//! engine then looks images up with [`ImageStore::get`] and mounts a container rootfs from
+//! [`ImageStore::layer_dirs`] with [`mount_rootfs`]. [`ImageStore::remove`] drops a record;
+//! [`gc`] then frees the blobs and layers no image and no container uses any more.
 //!
 //! The API is synchronous: every call does blocking file I/O, so async callers should run it
 //! on a blocking thread (`tokio::task::spawn_blocking`). The store is `Send + Sync`; its
 //! in-memory index is guarded by a lock and all on-disk writes are crash-safe (temp + rename).
 
+pub mod gc;
 pub mod import;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
@@ -32,8 +37,11 @@ mod xattr;
 
 use std::path::PathBuf;
 
+pub use gc::{gc, GcStats};
 pub use import::import;
+pub use pull::{pull, PullAuth};
 pub use reference::Reference;
+pub use registry::RegistryConfig;
 pub use snapshot::{is_mounted, mount_rootfs, unmount_rootfs};
 pub use store::{ImageRecord, ImageStore};
 
@@ -72,6 +80,15 @@ pub enum ImageError {
     /// Malformed or unsupported input: JSON documents, archives, media types, mount options.
     #[error("{what}: {reason}")]
     Format { what: String, reason: String },
+
+    /// A registry refused the credentials given (or their absence): HTTP 401/403, a failed
+    /// token exchange.
+    #[error("registry {registry}: unauthorized: {reason}")]
+    Unauthorized { registry: String, reason: String },
+
+    /// Any other failure talking to a registry: connection, TLS, HTTP 5xx, protocol errors.
+    #[error("registry {registry}: {reason}")]
+    Registry { registry: String, reason: String },
 }
 
 impl ImageError {

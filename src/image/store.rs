@@ -31,6 +31,9 @@ const IMAGES: &str = "images";
 const COMPLETE: &str = ".complete";
 const LAYER_META: &str = "layer.json";
 const TMP_PREFIX: &str = ".tmp-";
+/// Layers being deleted: renamed out of their content-addressed name first, so a crash in the
+/// middle of a long delete never leaves a half-deleted layer under a name that says complete.
+const TRASH_PREFIX: &str = ".trash-";
 /// Shortest ID prefix accepted by [`ImageStore::get`], as docker's truncated IDs.
 const MIN_ID_PREFIX: usize = 12;
 /// Largest manifest, index or config read into memory.
@@ -110,7 +113,10 @@ impl ImageStore {
         for entry in fs::read_dir(&layers).at(&layers)? {
             let path = entry.at(&layers)?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if name.starts_with(TMP_PREFIX) || !path.join(COMPLETE).exists() {
+            if name.starts_with(TMP_PREFIX)
+                || name.starts_with(TRASH_PREFIX)
+                || !path.join(COMPLETE).exists()
+            {
                 tracing::info!(path = %path.display(), "removing incomplete layer");
                 remove_any(&path)?;
             }
@@ -269,10 +275,11 @@ impl ImageStore {
             .is_ok_and(|d| d.join(COMPLETE).exists())
     }
 
-    /// Unpacks the layer blob at `blob` (a gzip-compressed or plain tar; the content is sniffed,
-    /// `media_type` only sharpens the error for zstd) on top of `parent_chain`, checks that the
-    /// uncompressed stream hashes to `diff_id`, and returns the layer's chain ID. A layer that is
-    /// already unpacked is not unpacked again, so images sharing a base share its directory.
+    /// Unpacks the layer blob at `blob` (a gzip- or zstd-compressed or plain tar; the content is
+    /// sniffed, `media_type` only names the layer in errors) on top of `parent_chain`, checks
+    /// that the uncompressed stream hashes to `diff_id`, and returns the layer's chain ID. A
+    /// layer that is already unpacked is not unpacked again, so images sharing a base share its
+    /// directory.
     pub fn unpack_layer(
         &self,
         parent_chain: Option<&str>,
@@ -337,15 +344,15 @@ impl ImageStore {
             let buf = io::BufRead::fill_buf(&mut file).at(blob)?;
             buf[..buf.len().min(4)].to_vec()
         };
-        let what = format!("layer {diff_id}");
-        if magic.starts_with(ZSTD_MAGIC) || is_zstd(media_type) {
-            return Err(ImageError::format(
-                what,
-                format!("zstd-compressed layers ({media_type}) are not supported yet"),
-            ));
-        }
+        let what = format!("layer {diff_id} ({media_type})");
         let decompressed: Box<dyn Read> = if magic.starts_with(GZIP_MAGIC) {
             Box::new(MultiGzDecoder::new(file))
+        } else if magic.starts_with(ZSTD_MAGIC) {
+            // Reads every frame (zstd:chunked and pigz-like writers emit several).
+            Box::new(
+                zstd::stream::read::Decoder::with_buffer(file)
+                    .map_err(|e| ImageError::format(&what, e))?,
+            )
         } else {
             Box::new(file)
         };
@@ -382,7 +389,8 @@ impl ImageStore {
     }
 
     /// The layer content directories of an image, topmost first: the order overlayfs wants in
-    /// `lowerdir=`. `add_image` checked they exist and nothing removes layers yet.
+    /// `lowerdir=`. `add_image` checked they exist; only [`super::gc`] removes layers, and
+    /// never those of an image record.
     pub fn layer_dirs(&self, rec: &ImageRecord) -> Vec<PathBuf> {
         rec.chain_ids
             .iter()
@@ -562,8 +570,8 @@ impl ImageStore {
     }
 
     /// Removes the image `reference` resolves to (see [`get`](Self::get)) with all its names.
-    /// Its blobs and layers stay: there is no garbage collection yet, and a running container
-    /// may still use the layers as its lower directories.
+    /// Its blobs and layers stay until [`super::gc`] runs: a running container may still use
+    /// the layers as its lower directories, and the collector is told which.
     pub fn remove(&self, reference: &str) -> Result<ImageRecord, ImageError> {
         let rec = self.get(reference)?;
         let mut index = self.write_index();
@@ -576,13 +584,113 @@ impl ImageStore {
         index.remove(&rec.id);
         Ok(rec)
     }
-}
 
-fn is_zstd(m: &MediaType) -> bool {
-    matches!(
-        m,
-        MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd
-    ) || m.as_ref().ends_with("+zstd")
+    // ---- garbage collection support (see `super::gc`) ----
+
+    /// Every blob in the store: `(sha256:<hex>, size in bytes)`.
+    pub fn list_blobs(&self) -> Result<Vec<(String, u64)>, ImageError> {
+        let dir = self.root.join(BLOBS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+            if sha256_hex(&digest).is_err() {
+                continue;
+            }
+            let size = entry.metadata().at(entry.path())?.len();
+            out.push((digest, size));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the blob `digest`; returns the bytes freed (0 if it was not there).
+    pub fn remove_blob(&self, digest: &str) -> Result<u64, ImageError> {
+        let path = self.root.join(BLOBS).join(sha256_hex(digest)?);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).at(&path),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(size),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    /// The chain IDs of all completely unpacked layers.
+    pub fn list_layers(&self) -> Result<Vec<String>, ImageError> {
+        let dir = self.root.join(LAYERS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            let chain = format!(
+                "sha256:{}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            if sha256_hex(&chain).is_ok() && path.join(COMPLETE).exists() {
+                out.push(chain);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The chain ID of the layer below `chain_id`, from its `layer.json` (`None` for a bottom
+    /// layer, or when the layer or its metadata is missing).
+    pub fn layer_parent(&self, chain_id: &str) -> Option<String> {
+        let path = self.layer_dir(chain_id).ok()?.join(LAYER_META);
+        let data = fs::read(&path).ok()?;
+        serde_json::from_slice::<LayerMeta>(&data).ok()?.parent
+    }
+
+    /// Takes the layer `chain_id` out of use by renaming it to a `.trash-*` name (which
+    /// [`open`](Self::open) deletes should the caller crash before it does); returns the new
+    /// path, or `None` if the layer was not there. Delete it with [`remove_trash`](Self::remove_trash).
+    pub fn trash_layer(&self, chain_id: &str) -> Result<Option<PathBuf>, ImageError> {
+        let dir = self.layer_dir(chain_id)?;
+        let trash = self.root.join(LAYERS).join(format!(
+            "{TRASH_PREFIX}{}-{}",
+            sha256_hex(chain_id)?,
+            &new_id()[..8]
+        ));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => Ok(Some(trash)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at(&dir),
+        }
+    }
+
+    /// The `.trash-*` directories left in `layers/` (by a collector that has not finished).
+    pub fn trash_dirs(&self) -> Result<Vec<PathBuf>, ImageError> {
+        let dir = self.root.join(LAYERS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let path = entry.at(&dir)?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(TRASH_PREFIX))
+            {
+                out.push(path);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a directory returned by [`trash_layer`](Self::trash_layer) or
+    /// [`trash_dirs`](Self::trash_dirs); anything else is refused.
+    pub fn remove_trash(&self, path: &Path) -> Result<(), ImageError> {
+        let ok = path.parent() == Some(&self.root.join(LAYERS))
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(TRASH_PREFIX));
+        if !ok {
+            return Err(ImageError::format(
+                path.display().to_string(),
+                "not a trashed layer of this store",
+            ));
+        }
+        remove_any(path)
+    }
 }
 
 /// The hex part of a `sha256:<64 hex>` string, which is then safe as a file name.
@@ -804,11 +912,34 @@ mod tests {
                 .is_err(),
             "a missing parent must be refused"
         );
-        let (tar2, diff2) = layer("g", b"other");
-        let d2 = parse_digest(&sha256(&tar2)).unwrap();
-        let path2 = store.write_blob(&d2, &tar2[..]).unwrap();
-        let zstd = store.unpack_layer(None, &diff2, &path2, &MediaType::ImageLayerZstd);
-        assert!(matches!(zstd, Err(ImageError::Format { .. })), "{zstd:?}");
+    }
+
+    #[test]
+    fn zstd_layers_unpack() {
+        let dir = TempDir::new("zstd");
+        let store = ImageStore::open(&dir.0).unwrap();
+        let (tar, diff) = layer("g", b"other");
+        // Two frames, as parallel compressors write them.
+        let mut z = zstd::stream::encode_all(&tar[..100], 3).unwrap();
+        z.extend(zstd::stream::encode_all(&tar[100..], 3).unwrap());
+        let d = parse_digest(&sha256(&z)).unwrap();
+        let path = store.write_blob(&d, &z[..]).unwrap();
+        let chain = store
+            .unpack_layer(None, &diff, &path, &MediaType::ImageLayerZstd)
+            .unwrap();
+        let dir = store.layer_dir(&chain).unwrap().join("diff");
+        assert_eq!(fs::read(dir.join("g")).unwrap(), b"other");
+        // Corrupt zstd fails cleanly and leaves no temp layer.
+        let mut bad = z.clone();
+        let n = bad.len();
+        bad.truncate(n / 2);
+        let (_, diff2) = layer("h", b"x");
+        let d2 = parse_digest(&sha256(&bad)).unwrap();
+        let path2 = store.write_blob(&d2, &bad[..]).unwrap();
+        assert!(store
+            .unpack_layer(None, &diff2, &path2, &MediaType::ImageLayerZstd)
+            .is_err());
+        assert!(!store.has_layer(&diff2));
     }
 
     #[test]
