@@ -14,6 +14,8 @@ index.json, blobs/sha256/...) and OUTDIR/NAME.tar (the same layout as a tar, wha
                      Env FOO=bar, WorkingDir /work
   busybox-whiteout   + a layer with /data/a, + a layer deleting /bin/vi (bin/.wh.vi) and making
                      /data opaque (data/.wh..wh..opq) with a new /data/b
+  pause              the busybox layer; Entrypoint ["/bin/sleep","2147483647"], Cmd []: a
+                     sandbox image for containerd's CRI (sandbox_image) in `make bench`
 
 Every image is named peapod.test/NAME:latest (index annotations org.opencontainers.image.ref.name
 and io.containerd.image.name). Output is deterministic (fixed mtimes and owners, a fixed entry
@@ -258,6 +260,10 @@ def main(argv):
         }),
         "busybox-whiteout": lambda base: build_image(
             "busybox-whiteout", [base, data_layer(), whiteout_layer()], {}),
+        "pause": lambda base: build_image("pause", [base], {
+            "Entrypoint": ["/bin/sleep", "2147483647"],
+            "Cmd": [],
+        }),
     }
     base = None
     for name, build in images.items():

@@ -2,11 +2,27 @@
 //! bare OCI runtime doing create + start of an equivalent bundle, the daemon's RSS idle and with
 //! 20 pods, the monitor's RSS and PSS, and List* latency with 100 pods. A benchmark, not a test:
 //! it prints figures and asserts nothing.
+//!
+//! Beside peapod, in the same run and on the same pod and container configs, Debian's containerd
+//! (1.6 on Debian 12) with its CRI plugin, runc via io.containerd.runc.v2 and cgroupfs: a private
+//! containerd started by this program on a config, socket and directories in a temp dir, the
+//! fixture images imported into its `k8s.io` namespace with `ctr`, killed by PID at the end. The
+//! one difference in the pod config: containerd's pods name a private `linux.cgroup_parent` (as
+//! kubelet would), where peapod's daemon config gives peapod one. Each containerd pod has its own
+//! network namespace with only `lo` up, as a peapod pod does (see `cni_conflist`).
+//! Start latency is measured alternately (one peapod pod, one containerd pod) so both see the
+//! same background load. What containerd made (pods, shims, mounts under its temp dir, the pod
+//! cgroups under its private parent, CNI cache entries) is removed at the end, also when the
+//! program panics (a panic hook: release builds abort on panic, so Drop alone would not run).
+//! Without containerd (and when hack/bench-containerd.sh cannot install it) only peapod's figures
+//! are printed, with a line saying why.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::*;
 use peapod_integration::*;
 
@@ -39,8 +55,22 @@ fn mib(kib: u64) -> String {
     format!("{:.2} MiB", kib as f64 / 1024.0)
 }
 
-async fn start_pod(rt: &mut Rt, logs: &Path, i: usize) -> (String, String) {
-    let cfg = pod_config(&format!("bench-{i}"), logs);
+/// Mean (RSS, PSS) in KiB over processes.
+fn mean_mem(pids: &[i32]) -> (u64, u64) {
+    let m: Vec<_> = pids.iter().map(|&p| mem_kib(p)).collect();
+    let n = m.len().max(1) as u64;
+    (
+        m.iter().map(|m| m.0).sum::<u64>() / n,
+        m.iter().map(|m| m.1).sum::<u64>() / n,
+    )
+}
+
+/// The pod of every start-latency and memory measurement, for either runtime: busybox `sleep
+/// 3000` in a pod of its own. `cgroup_parent` is empty for peapod (its daemon config gives the
+/// private parent) and containerd's private parent for containerd.
+async fn start_pod(rt: &mut Rt, logs: &Path, cgroup_parent: &str, i: usize) -> (String, String) {
+    let mut cfg = pod_config(&format!("bench-{i}"), logs);
+    cfg.linux.as_mut().unwrap().cgroup_parent = cgroup_parent.into();
     let c = container_config("c", BUSYBOX, &["sleep", "3000"]);
     let (pod, ids) = run_pod(rt, cfg, vec![c]).await;
     (pod, ids[0].clone())
@@ -57,6 +87,35 @@ async fn remove_pod(rt: &mut Rt, pod: String) {
     })
     .await
     .unwrap();
+}
+
+/// One timed pod start (untimed stop and remove).
+async fn timed_pod(rt: &mut Rt, logs: &Path, cgroup_parent: &str, i: usize) -> Duration {
+    let t = Instant::now();
+    let (pod, _) = start_pod(rt, logs, cgroup_parent, i).await;
+    let took = t.elapsed();
+    remove_pod(rt, pod).await;
+    took
+}
+
+/// ListPodSandbox + ListContainers, 200 times, with `n` pods running.
+async fn list_latency(rt: &mut Rt, n: usize) -> Duration {
+    let mut lists = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let a = rt
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap();
+        let b = rt
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap();
+        lists.push(t.elapsed());
+        assert_eq!(a.into_inner().items.len(), n);
+        assert_eq!(b.into_inner().containers.len(), n);
+    }
+    median(lists)
 }
 
 /// runc create + start of a busybox bundle with fresh namespaces, like a pod's container.
@@ -77,7 +136,9 @@ fn bare_runtime(layer: &Path, work: &Path) -> Vec<Duration> {
     spec["root"]["readonly"] = true.into();
     spec["process"]["terminal"] = false.into();
     spec["process"]["args"] = serde_json::json!(["sleep", "3000"]);
-    spec["linux"]["cgroupsPath"] = "/peapod-bench-bare/c".into();
+    // Named per run: another engineer's bench may be running beside this one.
+    let cgroup = format!("peapod-bench-bare-{}", std::process::id());
+    spec["linux"]["cgroupsPath"] = format!("/{cgroup}/c").into();
     std::fs::write(
         bundle.join("config.json"),
         serde_json::to_vec(&spec).unwrap(),
@@ -108,10 +169,625 @@ fn bare_runtime(layer: &Path, work: &Path) -> Vec<Duration> {
         }
     }
     for m in cgroup_mounts() {
-        let _ = std::fs::remove_dir(m.join("peapod-bench-bare/c"));
-        let _ = std::fs::remove_dir(m.join("peapod-bench-bare"));
+        let _ = std::fs::remove_dir(m.join(&cgroup).join("c"));
+        let _ = std::fs::remove_dir(m.join(&cgroup));
     }
     out
+}
+
+// ---- containerd ----
+
+/// Everything needed to undo what the private containerd made, without the `Ctrd` value (the
+/// panic hook has none): registered at start, taken (once) by whoever tears down first.
+struct CtrdTeardown {
+    dir: PathBuf,
+    sock: PathBuf,
+    cgroup_parent: String,
+    pid: Option<i32>,
+    /// Host directories that containerd 1.6 writes outside its configured root and state even so
+    /// (shim sockets in /run/containerd/s, libcni's result cache in /var/lib/cni), with whether
+    /// each existed before: those that did not are removed again when empty.
+    host_dirs: Vec<(PathBuf, bool)>,
+}
+
+static CTRD: Mutex<Option<CtrdTeardown>> = Mutex::new(None);
+
+/// A private containerd, on a config, socket and directories in a temp dir.
+struct Ctrd {
+    dir: PathBuf,
+    sock: PathBuf,
+    log: PathBuf,
+    cgroup_parent: String,
+    child: Option<Child>,
+    version: String,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        peapod::fsutil::new_id().split_at(8).0
+    )
+}
+
+/// containerd's config: CRI with the fixture pause image as sandbox image, overlayfs, runc via
+/// io.containerd.runc.v2 on cgroupfs, a loopback-only CNI network, and every path containerd
+/// lets one configure (root, state, sockets, runc's state root, netns pins, the opt plugin) in
+/// `dir`. Snapshotters that would probe the host (aufs's modprobe, btrfs, zfs, devmapper) are
+/// disabled, and so is AppArmor (no profile is loaded into the host's kernel).
+fn ctrd_config(dir: &Path, sock: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{sock}"
+
+[ttrpc]
+  address = "{sock}.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "peapod.test/pause:latest"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{d}/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni/bin"
+    conf_dir = "{d}/cni/net.d"
+    max_conf_num = 1
+"#,
+        sock = sock.display()
+    )
+}
+
+/// The CNI network: loopback only, so no bridge, veth, route or iptables rule is made on the
+/// host. containerd 1.6 refuses a plain loopback-only conflist ("failed to find network info for
+/// sandbox": after CNI ADD it wants IPs on `eth0`, and the loopback plugin reports `lo`). The
+/// least invasive way round: the plugin's config carries a static `prevResult` naming the pod's
+/// own loopback address without an interface, which the loopback plugin passes through as its
+/// result (it brings `lo` up either way) and go-cni files under `eth0`. Nothing else runs, and
+/// the pod's netns holds only `lo`, as a peapod pod's does; containerd reports 127.0.0.1 as the
+/// pod IP.
+///
+/// The network is named after the temp dir, so libcni's cache entries for it
+/// (/var/lib/cni/results/NAME-ID-eth0) are known to be this run's.
+fn cni_conflist(name: &str) -> String {
+    format!(
+        r#"{{
+  "cniVersion": "1.0.0",
+  "name": "{name}",
+  "plugins": [
+    {{
+      "type": "loopback",
+      "prevResult": {{ "cniVersion": "1.0.0", "ips": [ {{ "address": "127.0.0.1/8" }} ] }}
+    }}
+  ]
+}}
+"#
+    )
+}
+
+impl Ctrd {
+    /// Installs containerd if needed (hack/bench-containerd.sh), starts it, imports the fixture
+    /// images, restarts it (so its idle RSS is that of a fresh daemon holding the images, as
+    /// peapod's is) and waits for CRI to report ready. Err: why containerd is left out.
+    async fn start() -> Result<Ctrd, String> {
+        let have = || {
+            ["containerd", "ctr", "containerd-shim-runc-v2"]
+                .iter()
+                .all(|b| peapod::config::find_in_path(b).is_some())
+                && Path::new("/usr/lib/cni/loopback").exists()
+        };
+        if !have() {
+            let st = Command::new("bash")
+                .arg(workspace().join("hack/bench-containerd.sh"))
+                .stdin(Stdio::null())
+                .status();
+            if !have() {
+                return Err(format!(
+                    "containerd not installed and hack/bench-containerd.sh could not install it \
+                     ({st:?})"
+                ));
+            }
+        }
+        let dir = std::env::temp_dir().join(unique("peapod-bench-ctrd"));
+        let sock = dir.join("containerd.sock");
+        let host_dirs = ["/run/containerd", "/run/containerd/s", "/var/lib/cni"]
+            .iter()
+            .map(|p| (PathBuf::from(p), Path::new(p).exists()))
+            .collect();
+        let mut c = Ctrd {
+            log: dir.join("containerd.log"),
+            cgroup_parent: format!("/{}", unique("peapod-bench-ctrd")),
+            dir,
+            sock,
+            child: None,
+            version: String::new(),
+        };
+        *CTRD.lock().unwrap() = Some(CtrdTeardown {
+            dir: c.dir.clone(),
+            sock: c.sock.clone(),
+            cgroup_parent: c.cgroup_parent.clone(),
+            pid: None,
+            host_dirs,
+        });
+        match c.setup().await {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                let log = std::fs::read_to_string(&c.log).unwrap_or_default();
+                let tail: Vec<_> = log.lines().rev().take(15).collect();
+                let tail: Vec<_> = tail.into_iter().rev().collect();
+                teardown_ctrd();
+                Err(format!("{e}; containerd log tail:\n{}", tail.join("\n")))
+            }
+        }
+    }
+
+    async fn setup(&mut self) -> Result<(), String> {
+        let io = |e: std::io::Error| e.to_string();
+        let cni_bin = self.dir.join("cni/bin");
+        let cni_conf = self.dir.join("cni/net.d");
+        std::fs::create_dir_all(&cni_bin).map_err(io)?;
+        std::fs::create_dir_all(&cni_conf).map_err(io)?;
+        std::fs::create_dir_all(self.dir.join("logs")).map_err(io)?;
+        std::os::unix::fs::symlink("/usr/lib/cni/loopback", cni_bin.join("loopback"))
+            .map_err(io)?;
+        std::fs::write(
+            cni_conf.join("10-peapod-bench-lo.conflist"),
+            cni_conflist(&net_name(&self.dir)),
+        )
+        .map_err(io)?;
+        std::fs::write(self.config(), ctrd_config(&self.dir, &self.sock)).map_err(io)?;
+
+        self.spawn().await?;
+        for img in ["pause", "busybox"] {
+            let out = Command::new("ctr")
+                .arg("--address")
+                .arg(&self.sock)
+                .args([
+                    "-n",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    "--snapshotter",
+                    "overlayfs",
+                ])
+                .arg(fixtures().join(format!("{img}.tar")))
+                .output()
+                .map_err(io)?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ctr images import {img}.tar: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let ls = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.sock)
+            .args(["-n", "k8s.io", "images", "ls", "-q"])
+            .output()
+            .map_err(io)?;
+        let ls = String::from_utf8_lossy(&ls.stdout);
+        for want in ["peapod.test/pause:latest", BUSYBOX] {
+            if !ls.lines().any(|l| l == want) {
+                return Err(format!("{want} missing from `ctr images ls`: {ls}"));
+            }
+        }
+        self.stop();
+        self.spawn().await?;
+        // The CRI image service sees the imported images.
+        let mut img = peapod::api::image_service_client::ImageServiceClient::new(
+            channel(&self.sock).await.map_err(|e| e.to_string())?,
+        );
+        for want in ["peapod.test/pause:latest", BUSYBOX] {
+            let st = img
+                .image_status(ImageStatusRequest {
+                    image: Some(ImageSpec {
+                        image: want.into(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if st.into_inner().image.is_none() {
+                return Err(format!("CRI ImageStatus does not find {want}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// Starts containerd and waits until CRI answers with runtime and network ready.
+    async fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| e.to_string())?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.config())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting containerd: {e}"))?;
+        let pid = child.id() as i32;
+        self.child = Some(child);
+        if let Some(t) = CTRD.lock().unwrap().as_mut() {
+            t.pid = Some(pid);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("no answer");
+        loop {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Err(format!("containerd exited: {st}"));
+            }
+            if let Ok(ch) = channel(&self.sock).await {
+                let mut rt = RuntimeServiceClient::new(ch);
+                match rt.version(VersionRequest::default()).await {
+                    Ok(v) => {
+                        let v = v.into_inner();
+                        self.version = format!("{} {}", v.runtime_name, v.runtime_version);
+                        match rt.status(StatusRequest { verbose: false }).await {
+                            Ok(s) => {
+                                let conds = s
+                                    .into_inner()
+                                    .status
+                                    .map(|s| s.conditions)
+                                    .unwrap_or_default();
+                                if conds.len() >= 2 && conds.iter().all(|c| c.status) {
+                                    return Ok(());
+                                }
+                                last = format!("{conds:?}");
+                            }
+                            Err(e) => last = e.to_string(),
+                        }
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("containerd CRI not ready after 30 s: {last}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s; reaps it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(c.id() as i32);
+            let _ = c.wait();
+        }
+        if let Some(t) = CTRD.lock().unwrap().as_mut() {
+            t.pid = None;
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    async fn rt(&self) -> Rt {
+        RuntimeServiceClient::new(channel(&self.sock).await.expect("connect to containerd"))
+    }
+
+    /// The shim processes serving this containerd.
+    fn shims(&self) -> Vec<i32> {
+        shims_of(&self.sock)
+    }
+}
+
+impl Drop for Ctrd {
+    fn drop(&mut self) {
+        // teardown_ctrd kills and reaps by PID; forget the handle so it is not waited on again.
+        self.child.take();
+        teardown_ctrd();
+    }
+}
+
+/// SIGTERM to a child of ours, SIGKILL after 10 s, reaped either way.
+fn terminate(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(WaitStatus::StillAlive) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// containerd-shim-runc-v2 processes whose command line names `sock` as their containerd.
+fn shims_of(sock: &Path) -> Vec<i32> {
+    let sock = sock.to_string_lossy();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<_> = cmd
+            .split(|b| *b == 0)
+            .map(String::from_utf8_lossy)
+            .collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"));
+        let ours = args.windows(2).any(|w| w[0] == "-address" && w[1] == sock);
+        if is_shim && ours && pid_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The CNI network's name: the temp dir's, unique to the run.
+fn net_name(dir: &Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Every cgroup directory under `parent` (deepest first) in every hierarchy.
+fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out);
+            }
+        }
+        out.push(d.to_path_buf());
+    }
+    let mut out = Vec::new();
+    for m in cgroup_mounts() {
+        let p = m.join(parent.trim_start_matches('/'));
+        if p.is_dir() {
+            walk(&p, &mut out);
+        }
+    }
+    out
+}
+
+/// Unix socket paths a process has bound, from its fds and /proc/net/unix.
+fn bound_sockets(pid: i32) -> Vec<PathBuf> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<_> = l.split_whitespace().collect();
+            (f.len() >= 8 && inodes.iter().any(|i| i == f[6])).then(|| PathBuf::from(f[7]))
+        })
+        .collect()
+}
+
+/// Undoes everything the private containerd made, once (later calls find nothing registered):
+/// its pods removed over CRI, containerd killed, then whatever is still there by force: shims
+/// serving its socket and the processes in its pod cgroups killed, mounts under its temp dir
+/// unmounted, its pod cgroups removed, CNI cache entries naming its temp dir deleted, the host
+/// directories it made (when they did not exist before and are empty) and its temp dir removed.
+fn teardown_ctrd() {
+    let Some(t) = CTRD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // 1. Remove its pods the normal way, from a fresh thread (the caller may be inside the
+    //    bench's runtime, or panicking).
+    if let Some(pid) = t.pid.filter(|p| pid_alive(*p)) {
+        let sock = t.sock.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let work = async {
+                    let Ok(ch) = channel(&sock).await else { return };
+                    let mut rt = RuntimeServiceClient::new(ch);
+                    if let Ok(l) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
+                        for p in l.into_inner().items {
+                            let _ = rt
+                                .stop_pod_sandbox(StopPodSandboxRequest {
+                                    pod_sandbox_id: p.id.clone(),
+                                })
+                                .await;
+                            let _ = rt
+                                .remove_pod_sandbox(RemovePodSandboxRequest {
+                                    pod_sandbox_id: p.id,
+                                })
+                                .await;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
+            });
+        })
+        .join();
+        // 2. Stop containerd.
+        terminate(pid);
+    }
+    // 3. Leftovers, by force: the processes in its pod cgroups, then its shims (not our
+    //    children: they were reparented to init, so wait for them to vanish), and their sockets.
+    use nix::sys::signal::{kill, Signal};
+    let cg = cgroup_dirs(&t.cgroup_parent);
+    for d in &cg {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for p in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+        }
+    }
+    let shims = shims_of(&t.sock);
+    let mut sockets = Vec::new();
+    for &s in &shims {
+        sockets.extend(bound_sockets(s));
+        let _ = kill(nix::unistd::Pid::from_raw(s), Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shims.iter().any(|&p| pid_alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in sockets
+        .iter()
+        .filter(|s| s.starts_with("/run/containerd/s"))
+    {
+        let _ = std::fs::remove_file(s);
+    }
+    // 4. Mounts under its temp dir (overlay rootfs, /dev/shm tmpfs, netns pins), deepest first.
+    let mut mounts = mounts_under(&t.dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in &mounts {
+        let Ok(c) = std::ffi::CString::new(m.as_str()) else {
+            continue;
+        };
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    // 5. Its pod cgroups (the kernel refuses rmdir while a process is inside; wait briefly for
+    //    killed ones to leave).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<_> = cgroup_dirs(&t.cgroup_parent)
+            .into_iter()
+            .filter(|d| std::fs::remove_dir(d).is_err())
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 6. libcni's result cache (containerd 1.6 does not let one move it): this run's network's
+    //    entries, and containerd's built-in loopback network's entries that name our temp dir
+    //    (their netns path is under it); normally CNI DEL already removed them all.
+    let dir = t.dir.to_string_lossy().into_owned();
+    let ours = format!("{}-", net_name(&t.dir));
+    for e in std::fs::read_dir("/var/lib/cni/results")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&ours)
+            || std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains(&dir))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    for (d, existed) in t.host_dirs.iter().rev() {
+        if !existed {
+            if d.ends_with("cni") {
+                // /var/lib/cni/{results,networks}: remove only empty ones.
+                for sub in ["results", "networks"] {
+                    let _ = std::fs::remove_dir(d.join(sub));
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    // 7. Its temp dir.
+    let _ = std::fs::remove_dir_all(&t.dir);
+    // Say what could not be undone.
+    let mut left = Vec::new();
+    left.extend(
+        mounts_under(&t.dir)
+            .into_iter()
+            .map(|m| format!("mount {m}")),
+    );
+    left.extend(shims_of(&t.sock).iter().map(|p| format!("shim pid {p}")));
+    left.extend(
+        cgroup_dirs(&t.cgroup_parent)
+            .iter()
+            .map(|d| format!("cgroup {}", d.display())),
+    );
+    if t.dir.exists() {
+        left.push(format!("dir {}", t.dir.display()));
+    }
+    if !left.is_empty() {
+        eprintln!("containerd teardown left behind: {left:#?}");
+    }
+}
+
+/// Start latency and memory figures of one runtime.
+struct Figures {
+    lat: Vec<Duration>,
+    idle: u64,
+    with20: u64,
+    with100: u64,
+    /// Mean (RSS, PSS) of the per-pod helper process: peapod's monitor, containerd's shim.
+    helper: (u64, u64),
+    list: Duration,
+}
+
+async fn start_pods(
+    rt: &mut Rt,
+    logs: &Path,
+    cgroup_parent: &str,
+    from: usize,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut pods = Vec::new();
+    for i in from..from + n {
+        pods.push(start_pod(rt, logs, cgroup_parent, i).await);
+    }
+    pods
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -119,25 +795,58 @@ async fn main() {
     if !require_root() {
         std::process::exit(1);
     }
+    // Release builds abort on panic, so Drop does not run: undo containerd from the hook.
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        prev(info);
+        teardown_ctrd();
+        teardown_peapod();
+    }));
+
     let d = Daemon::start().await;
+    *PEAPOD.lock().unwrap() = Some(PeapodTeardown {
+        socket: d.socket.clone(),
+        base: d.root.parent().unwrap().to_path_buf(),
+        cgroup_parent: d.cgroup_parent.clone(),
+        pid: d.pid().unwrap() as i32,
+    });
     let mut rt = d.rt().await;
     let logs = d.root.join("logs");
     let daemon_pid = d.pid().unwrap() as i32;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = mem_kib(daemon_pid);
+    let idle = mem_kib(daemon_pid).0;
 
-    // Pod start latency.
+    let ctrd = match Ctrd::start().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            println!("containerd left out: {e}");
+            None
+        }
+    };
+    let mut ctrd_rt = match &ctrd {
+        Some(c) => {
+            let rt = c.rt().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Some((c, rt, mem_kib(c.pid()).0, c.dir.join("logs")))
+        }
+        None => None,
+    };
+
+    // Pod start latency, alternately one peapod pod and one containerd pod.
     let mut lat = Vec::new();
+    let mut ctrd_lat = Vec::new();
     for i in 0..ITER + 2 {
-        let t = Instant::now();
-        let (pod, _) = start_pod(&mut rt, &logs, i).await;
-        let took = t.elapsed();
-        remove_pod(&mut rt, pod).await;
+        let took = timed_pod(&mut rt, &logs, "", i).await;
         if i >= 2 {
             lat.push(took);
         }
+        if let Some((c, crt, _, clogs)) = ctrd_rt.as_mut() {
+            let took = timed_pod(crt, clogs, &c.cgroup_parent, i).await;
+            if i >= 2 {
+                ctrd_lat.push(took);
+            }
+        }
     }
-    let peapod_med = median(lat.clone());
 
     // The bare runtime on the image's single layer.
     let layer = std::fs::read_dir(d.root.join("images/layers"))
@@ -149,76 +858,189 @@ async fn main() {
     let work = d.root.parent().unwrap().join("bare");
     let bare_med = median(bare_runtime(&layer, &work));
 
-    // Memory with 20 pods.
-    let mut pods = Vec::new();
-    for i in 0..20 {
-        pods.push(start_pod(&mut rt, &logs, 100 + i).await);
-    }
+    // Memory with 20 pods, then List latency with 100: peapod's, then containerd's.
+    let mut pods = start_pods(&mut rt, &logs, "", 100, 20).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let with20 = mem_kib(daemon_pid);
-    let mut mon = Vec::new();
+    let with20 = mem_kib(daemon_pid).0;
+    let mut mons = Vec::new();
     for (_, c) in &pods {
-        let (_, m) = container_pid(&mut rt, c).await;
-        mon.push(mem_kib(m));
+        mons.push(container_pid(&mut rt, c).await.1);
     }
-    let mon_rss = mon.iter().map(|m| m.0).sum::<u64>() / mon.len() as u64;
-    let mon_pss = mon.iter().map(|m| m.1).sum::<u64>() / mon.len() as u64;
-
-    // List latency with 100 pods.
-    for i in 0..80 {
-        pods.push(start_pod(&mut rt, &logs, 200 + i).await);
-    }
-    let mut lists = Vec::new();
-    for _ in 0..200 {
-        let t = Instant::now();
-        let a = rt
-            .list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .unwrap();
-        let b = rt
-            .list_containers(ListContainersRequest::default())
-            .await
-            .unwrap();
-        lists.push(t.elapsed());
-        assert_eq!(a.into_inner().items.len(), 100);
-        assert_eq!(b.into_inner().containers.len(), 100);
-    }
-    let with100 = mem_kib(daemon_pid);
+    let helper = mean_mem(&mons);
+    pods.extend(start_pods(&mut rt, &logs, "", 200, 80).await);
+    let list = list_latency(&mut rt, 100).await;
+    let with100 = mem_kib(daemon_pid).0;
     for (pod, _) in pods {
         remove_pod(&mut rt, pod).await;
     }
+    let peapod = Figures {
+        lat,
+        idle,
+        with20,
+        with100,
+        helper,
+        list,
+    };
 
-    println!(
-        "\npeapod benchmark ({} iterations, busybox `sleep`, runc)",
-        ITER
-    );
-    println!("| what | figure |");
-    println!("|---|---|");
-    println!(
-        "| RunPodSandbox+Create+Start, median | {} |",
-        ms(peapod_med)
-    );
-    println!(
-        "| RunPodSandbox+Create+Start, min / max | {} / {} |",
-        ms(*lat.iter().min().unwrap()),
-        ms(*lat.iter().max().unwrap())
-    );
-    println!("| bare runc create+start, median | {} |", ms(bare_med));
-    println!(
-        "| peapod overhead over bare runc | {} |",
-        ms(peapod_med.saturating_sub(bare_med))
-    );
-    println!("| daemon RSS idle | {} |", mib(idle.0));
-    println!("| daemon RSS with 20 pods | {} |", mib(with20.0));
-    println!("| daemon RSS with 100 pods | {} |", mib(with100.0));
-    println!(
-        "| monitor RSS / PSS per container | {} / {} |",
-        mib(mon_rss),
-        mib(mon_pss)
-    );
-    println!(
-        "| ListPodSandbox+ListContainers, 100 pods, median | {} |",
-        ms(median(lists))
-    );
+    let containerd = match ctrd_rt.as_mut() {
+        Some((c, crt, idle, clogs)) => {
+            let cg = c.cgroup_parent.as_str();
+            let mut pods = start_pods(crt, clogs, cg, 100, 20).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let with20 = mem_kib(c.pid()).0;
+            let shims = c.shims();
+            assert_eq!(shims.len(), 20, "one containerd shim per pod");
+            let helper = mean_mem(&shims);
+            pods.extend(start_pods(crt, clogs, cg, 200, 80).await);
+            let list = list_latency(crt, 100).await;
+            let with100 = mem_kib(c.pid()).0;
+            for (pod, _) in pods {
+                remove_pod(crt, pod).await;
+            }
+            Some(Figures {
+                lat: ctrd_lat,
+                idle: *idle,
+                with20,
+                with100,
+                helper,
+                list,
+            })
+        }
+        None => None,
+    };
+    let version = ctrd.as_ref().map(|c| c.version.clone());
+    drop(ctrd_rt);
+    drop(ctrd);
+
+    print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
+    PEAPOD.lock().unwrap().take();
     d.cleanup().await;
+}
+
+/// What the panic hook needs to undo the harness's peapod daemon: with panic = "abort" in the
+/// release profile, `Daemon`'s Drop (which removes its pods) never runs in this binary.
+struct PeapodTeardown {
+    socket: PathBuf,
+    base: PathBuf,
+    cgroup_parent: String,
+    pid: i32,
+}
+
+static PEAPOD: Mutex<Option<PeapodTeardown>> = Mutex::new(None);
+
+/// As `Daemon::cleanup`: every pod removed, the daemon killed, its cgroup parent and dirs removed.
+fn teardown_peapod() {
+    let Some(t) = PEAPOD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let sock = t.socket.clone();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let work = async {
+                let Ok(ch) = channel(&sock).await else { return };
+                let mut rt = RuntimeServiceClient::new(ch);
+                if let Ok(l) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
+                    for p in l.into_inner().items {
+                        let _ = rt
+                            .remove_pod_sandbox(RemovePodSandboxRequest {
+                                pod_sandbox_id: p.id,
+                            })
+                            .await;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
+        });
+    })
+    .join();
+    use nix::sys::signal::{kill, Signal};
+    let pid = nix::unistd::Pid::from_raw(t.pid);
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    for m in cgroup_mounts() {
+        let _ = std::fs::remove_dir(m.join(t.cgroup_parent.trim_start_matches('/')));
+    }
+    let _ = std::fs::remove_dir_all(&t.base);
+}
+
+fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med: Duration) {
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".into()
+        }
+    };
+    let dur = |f: &dyn Fn(&Figures) -> Duration| {
+        let a = f(p);
+        let b = c.map(f).unwrap_or_default();
+        (ms(a), ms(b), ratio(a.as_secs_f64(), b.as_secs_f64()))
+    };
+    let mem = |f: &dyn Fn(&Figures) -> u64| {
+        let a = f(p);
+        let b = c.map(f).unwrap_or_default();
+        (mib(a), mib(b), ratio(a as f64, b as f64))
+    };
+    let minmax = |f: &Figures| {
+        format!(
+            "{} / {}",
+            ms(*f.lat.iter().min().unwrap()),
+            ms(*f.lat.iter().max().unwrap())
+        )
+    };
+    let med = |f: &Figures| median(f.lat.clone());
+    let rows: Vec<(&str, (String, String, String))> = vec![
+        ("RunPodSandbox+Create+Start, median", dur(&med)),
+        (
+            "RunPodSandbox+Create+Start, min / max",
+            (minmax(p), c.map(minmax).unwrap_or_default(), String::new()),
+        ),
+        (
+            "bare runc create+start, median (same for both)",
+            (ms(bare_med), ms(bare_med), String::new()),
+        ),
+        (
+            "overhead over bare runc, median",
+            dur(&|f| med(f).saturating_sub(bare_med)),
+        ),
+        ("daemon RSS idle", mem(&|f| f.idle)),
+        ("daemon RSS with 20 pods", mem(&|f| f.with20)),
+        ("daemon RSS with 100 pods", mem(&|f| f.with100)),
+        (
+            "per-pod helper RSS (peapod monitor; containerd shim, one per pod)",
+            mem(&|f| f.helper.0),
+        ),
+        (
+            "per-pod helper PSS (peapod monitor; containerd shim, one per pod)",
+            mem(&|f| f.helper.1),
+        ),
+        (
+            "ListPodSandbox+ListContainers, 100 pods, median",
+            dur(&|f| f.list),
+        ),
+    ];
+    println!(
+        "\npeapod benchmark ({ITER} iterations after 2 warm-ups, busybox `sleep 3000`, runc){}",
+        match version {
+            Some(v) => format!(" beside {v} (CRI, io.containerd.runc.v2, cgroupfs)"),
+            None => String::new(),
+        }
+    );
+    if c.is_some() {
+        println!("| what | peapod | containerd | peapod / containerd |");
+        println!("|---|---|---|---|");
+        for (what, (a, b, r)) in rows {
+            println!("| {what} | {a} | {b} | {r} |");
+        }
+    } else {
+        println!("| what | peapod |");
+        println!("|---|---|");
+        for (what, (a, _, _)) in rows {
+            println!("| {what} | {a} |");
+        }
+    }
 }
