@@ -77,6 +77,8 @@ pub struct Config {
     pub stop_timeout_secs: u64,
     /// Size of the per-pod /dev/shm tmpfs.
     pub shm_size: String,
+    /// Registry mirrors and per-host settings for image pulls.
+    pub registry: crate::image::RegistryConfig,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             pids_limit: 0,
             stop_timeout_secs: 10,
             shm_size: "64m".into(),
+            registry: crate::image::RegistryConfig::default(),
         }
     }
 }
@@ -145,6 +148,9 @@ impl Config {
                 self.cgroup_parent
             )));
         }
+        self.registry
+            .validate()
+            .map_err(|e| invalid(format!("[registry]: {e}")))?;
         for name in self.runtimes.keys() {
             if !crate::fsutil::is_safe_id(name) {
                 return Err(invalid(format!(

@@ -57,6 +57,13 @@ enum ImageCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull an image from a registry through the running daemon.
+    Pull {
+        reference: String,
+        /// Registry credentials as USER:PASSWORD.
+        #[arg(long)]
+        creds: Option<String>,
+    },
     /// List images.
     Ls,
     /// Remove an image by ID, tag or digest.
@@ -161,7 +168,59 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     })
 }
 
+/// Pulls through the daemon's CRI socket, so the daemon's own pull de-duplication, registry
+/// config and image index are the ones used.
+fn pull_via_daemon(cfg: &Config, reference: &str, creds: Option<&str>) -> Result<(), String> {
+    use peapod::api::image_service_client::ImageServiceClient;
+    let auth = match creds {
+        None => None,
+        Some(c) => {
+            let (u, p) = c.split_once(':').ok_or("--creds: expected USER:PASSWORD")?;
+            Some(peapod::api::AuthConfig {
+                username: u.to_string(),
+                password: p.to_string(),
+                ..Default::default()
+            })
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let socket = cfg.socket.clone();
+        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .map_err(|e| e.to_string())?
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let socket = socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(socket).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", cfg.socket.display()))?;
+        let resp = ImageServiceClient::new(channel)
+            .pull_image(peapod::api::PullImageRequest {
+                image: Some(peapod::api::ImageSpec {
+                    image: reference.to_string(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+            .map_err(|e| format!("pull {reference}: {}", e.message()))?;
+        println!("{}", resp.into_inner().image_ref);
+        Ok(())
+    })
+}
+
 fn image(cfg: Config, cmd: ImageCmd) -> Result<(), String> {
+    if let ImageCmd::Pull { reference, creds } = &cmd {
+        return pull_via_daemon(&cfg, reference, creds.as_deref());
+    }
     let store =
         peapod::image::ImageStore::open(&cfg.root_dir.join("images")).map_err(|e| e.to_string())?;
     match cmd {
@@ -184,10 +243,14 @@ fn image(cfg: Config, cmd: ImageCmd) -> Result<(), String> {
             }
         }
         ImageCmd::Rm { reference } => {
-            let rec = store.get(&reference).map_err(|e| e.to_string())?;
-            store.remove(&rec.id).map_err(|e| e.to_string())?;
+            let rec = store.remove(&reference).map_err(|e| e.to_string())?;
             println!("removed {}", rec.id);
+            // Layers of existing containers stay, whether or not their image does.
+            let in_use = peapod::pod::record::layers_in_use(&cfg.root_dir.join("containers"));
+            let stats = peapod::image::gc(&store, &in_use).map_err(|e| e.to_string())?;
+            println!("freed {stats:?}");
         }
+        ImageCmd::Pull { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -1,11 +1,7 @@
-//! The CRI ImageService over the local image store: list, status, remove, filesystem usage.
-//! Registry pulls are not there yet: PullImage succeeds for an image already in the store (so
-//! kubelet's "Always" policy and `crictl pull` work on imported images) and otherwise says how
-//! to get it there.
+//! The CRI ImageService over the local image store: pull from registries, list, status,
+//! remove (with garbage collection of what no image or container uses), filesystem usage.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use tonic::{Request, Response, Status};
 
@@ -13,7 +9,7 @@ use super::status::{missing, to_status};
 use super::{one, CriServer, One};
 use crate::api::image_service_server::ImageService;
 use crate::api::*;
-use crate::image::{ImageError, ImageRecord};
+use crate::image::{ImageError, ImageRecord, PullAuth};
 use crate::pod::EngineError;
 
 fn img_err(e: ImageError) -> Status {
@@ -51,33 +47,6 @@ fn to_image(rec: &ImageRecord) -> Image {
         }),
         pinned: false,
     }
-}
-
-/// Bytes and inodes used under `dir`, without following symlinks or crossing mounts.
-fn usage(dir: &Path) -> (u64, u64) {
-    let dev = match std::fs::symlink_metadata(dir) {
-        Ok(m) => m.dev(),
-        Err(_) => return (0, 0),
-    };
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            bytes += m.blocks() * 512;
-            inodes += 1;
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    (bytes, inodes)
 }
 
 impl CriServer {
@@ -152,19 +121,38 @@ impl ImageService for CriServer {
         &self,
         r: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        let spec = r.into_inner().image.ok_or_else(|| missing("image"))?;
+        let r = r.into_inner();
+        let spec = r.image.ok_or_else(|| missing("image"))?;
         if spec.image.is_empty() {
             return Err(missing("image.image"));
         }
-        match self.engine.images.get(&spec.image) {
-            Ok(rec) => Ok(Response::new(PullImageResponse { image_ref: rec.id })),
-            Err(ImageError::NotFound { .. }) => Err(Status::unimplemented(format!(
-                "pulling {:?} from a registry is not supported yet; import it with \
-                 `peapod image import FILE` (OCI layout or docker-archive)",
-                spec.image
-            ))),
-            Err(e) => Err(img_err(e)),
-        }
+        let auth = match r.auth {
+            None => None,
+            Some(a) if a.username.is_empty() && !a.auth.is_empty() => {
+                let mut p = PullAuth::from_basic_auth(&a.auth)
+                    .map_err(|e| Status::invalid_argument(format!("auth.auth: {e}")))?;
+                p.identity_token = a.identity_token;
+                p.registry_token = a.registry_token;
+                Some(p)
+            }
+            Some(a) => Some(PullAuth {
+                username: a.username,
+                password: a.password,
+                identity_token: a.identity_token,
+                registry_token: a.registry_token,
+            }),
+        };
+        let e = &self.engine;
+        let rec = crate::image::pull(
+            e.images.clone(),
+            &e.cfg.registry,
+            &spec.image,
+            auth.as_ref(),
+        )
+        .await
+        .map_err(img_err)?;
+        tracing::info!(image = %spec.image, id = %rec.id, "pulled image");
+        Ok(Response::new(PullImageResponse { image_ref: rec.id }))
     }
 
     async fn remove_image(
@@ -175,21 +163,33 @@ impl ImageService for CriServer {
         if spec.image.is_empty() {
             return Err(missing("image.image"));
         }
-        // Removing an absent image succeeds, as kubelet's image GC expects.
+        // Removing an absent image succeeds, as kubelet's image GC expects. A container that
+        // uses the image keeps running: its layers stay until no container needs them.
         match self.engine.images.remove(&spec.image) {
-            Ok(_) | Err(ImageError::NotFound { .. }) => Ok(Response::new(RemoveImageResponse {})),
-            Err(e) => Err(img_err(e)),
+            Ok(rec) => tracing::info!(id = %rec.id, "removed image"),
+            Err(ImageError::NotFound { .. }) => return Ok(Response::new(RemoveImageResponse {})),
+            Err(e) => return Err(img_err(e)),
         }
+        let store = self.engine.images.clone();
+        let in_use = self.engine.layers_in_use();
+        let stats = tokio::task::spawn_blocking(move || crate::image::gc(&store, &in_use))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(img_err)?;
+        tracing::info!(?stats, "image garbage collection");
+        Ok(Response::new(RemoveImageResponse {}))
     }
 
     async fn image_fs_info(
         &self,
         _r: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        let root = self.engine.images.root().to_path_buf();
-        let (bytes, inodes) = tokio::task::spawn_blocking(move || usage(&root))
+        let store = self.engine.images.clone();
+        let u = tokio::task::spawn_blocking(move || crate::image::gc::usage(&store))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(img_err)?;
+        let (bytes, inodes) = (u.used_bytes, u.inodes_used);
         let fs = FilesystemUsage {
             timestamp: crate::pod::proc::now_ns(),
             fs_id: Some(FilesystemIdentifier {

@@ -38,7 +38,11 @@ fn spec_code(e: &SpecError) -> Code {
 fn image_code(e: &ImageError) -> Code {
     match e {
         ImageError::NotFound { .. } => Code::NotFound,
-        ImageError::InvalidReference { .. } => Code::InvalidArgument,
+        ImageError::InvalidReference { .. } | ImageError::Ambiguous { .. } => Code::InvalidArgument,
+        ImageError::Unauthorized { .. } => Code::Unauthenticated,
+        ImageError::Registry { .. } => Code::Unavailable,
+        ImageError::DigestMismatch { .. } => Code::DataLoss,
+        ImageError::Format { .. } => Code::FailedPrecondition,
         _ => Code::Internal,
     }
 }

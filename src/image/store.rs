@@ -79,6 +79,9 @@ pub struct ImageStore {
     /// Image ID → record. Writers hold the write lock across their disk writes, which also
     /// serialises the read-modify-write of tags moving between records.
     index: RwLock<BTreeMap<String, ImageRecord>>,
+    /// Modification time of `images/` when the index was last loaded: another process (the
+    /// `peapod image import` CLI beside a running daemon) changes it, and reads then reload.
+    loaded: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl ImageStore {
@@ -91,11 +94,31 @@ impl ImageStore {
         let store = ImageStore {
             root: root.to_path_buf(),
             index: RwLock::new(BTreeMap::new()),
+            loaded: std::sync::Mutex::new(None),
         };
         store.clean_leftovers()?;
-        let records = store.load_records()?;
-        *store.write_index() = records;
+        store.refresh()?;
         Ok(store)
+    }
+
+    fn images_mtime(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(self.root.join(IMAGES))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Reloads the image records when `images/` changed since they were loaded (a record
+    /// written or removed by this or another process). One stat when nothing changed.
+    fn refresh(&self) -> Result<(), ImageError> {
+        let now = self.images_mtime();
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_some() && *loaded == now {
+            return Ok(());
+        }
+        let mut index = self.write_index();
+        *index = self.load_records()?;
+        *loaded = now;
+        Ok(())
     }
 
     /// The store's root directory.
@@ -523,6 +546,9 @@ impl ImageStore {
 
     /// All images, ordered by ID.
     pub fn list(&self) -> Vec<ImageRecord> {
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "reloading image records");
+        }
         self.read_index().values().cloned().collect()
     }
 
@@ -530,6 +556,7 @@ impl ImageStore {
     /// `busybox` finds `docker.io/library/busybox:latest`), by repo digest
     /// (`name@sha256:<manifest>`), or by a unique ID prefix of at least 12 hex digits.
     pub fn get(&self, reference: &str) -> Result<ImageRecord, ImageError> {
+        self.refresh()?;
         let index = self.read_index();
         let not_found = || ImageError::NotFound {
             reference: reference.to_string(),

@@ -212,6 +212,7 @@ impl Engine {
             runtime_handler: runtime.name.clone(),
             image_ref,
             image_id: image.id.clone(),
+            image_chain_ids: image.chain_ids.clone(),
             log_path: log,
             rootfs,
             cgroup_path,

@@ -175,6 +175,16 @@ impl Engine {
         self.containers.read().unwrap().values().cloned().collect()
     }
 
+    /// Layers some container still uses (its rootfs lowers), to keep from garbage collection.
+    pub fn layers_in_use(&self) -> std::collections::HashSet<String> {
+        self.containers
+            .read()
+            .unwrap()
+            .values()
+            .flat_map(|c| c.rec.lock().unwrap().image_chain_ids.clone())
+            .collect()
+    }
+
     fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
         self.containers
             .read()

@@ -78,6 +78,10 @@ pub struct ContainerRecord {
     /// The image as the request named it, and the store's image ID.
     pub image_ref: String,
     pub image_id: String,
+    /// The image's layers, lowest first: kept from garbage collection while this container
+    /// exists, even when its image has been removed.
+    #[serde(default)]
+    pub image_chain_ids: Vec<String>,
     pub log_path: Option<PathBuf>,
     pub rootfs: PathBuf,
     pub cgroup_path: String,
@@ -154,6 +158,19 @@ pub fn load<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::io::Result<T> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// The layers used by every container recorded under `containers_dir`, read from disk (for
+/// tools that run beside the daemon).
+pub fn layers_in_use(containers_dir: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_dir(containers_dir)
+        .map(|it| {
+            it.flatten()
+                .filter_map(|e| load::<ContainerRecord>(&e.path()).ok())
+                .flat_map(|r| r.image_chain_ids)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<()> {
     atomic_write(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
 }
@@ -176,6 +193,7 @@ mod tests {
             runtime_handler: "runc".into(),
             image_ref: "busybox".into(),
             image_id: "sha256:x".into(),
+            image_chain_ids: Vec::new(),
             log_path: None,
             rootfs: PathBuf::from("/r"),
             cgroup_path: "/peapod/s/c".into(),
