@@ -4,7 +4,8 @@
 #   runc            the default OCI runtime handler
 #   busybox-static  the fixture images' userland (hack/fixtures.py)
 #   gcc libc6-dev   static test helpers (System V IPC tool)
-#   python3         hack/fixtures.py
+#   python3         hack/fixtures.py, hack/push.py
+#   docker-registry a registry on loopback for the image tests
 #   iproute2 util-linux  inspection in tests and on nodes
 set -euo pipefail
 need=()
@@ -13,6 +14,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v gcc >/dev/null || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 command -v python3 >/dev/null || need+=(python3)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then

@@ -102,6 +102,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub cgroup_parent: String,
     pub log: PathBuf,
+    /// Extra TOML appended to the daemon's config (e.g. a [registry] section).
+    pub extra_config: String,
     child: Option<Child>,
 }
 
@@ -116,6 +118,11 @@ fn unique(prefix: &str) -> String {
 impl Daemon {
     /// Private dirs, the fixture images imported, the daemon started and answering.
     pub async fn start() -> Daemon {
+        Self::start_with("").await
+    }
+
+    /// As [`start`](Self::start), with `extra` appended to the daemon's TOML config.
+    pub async fn start_with(extra: &str) -> Daemon {
         let base = std::env::temp_dir().join(unique("peapod-it"));
         let d = Daemon {
             root: base.join("root"),
@@ -123,6 +130,7 @@ impl Daemon {
             socket: base.join("state/peapod.sock"),
             cgroup_parent: format!("/{}", unique("peapod-it")),
             log: base.join("daemon.log"),
+            extra_config: extra.to_string(),
             child: None,
         };
         std::fs::create_dir_all(&d.root).unwrap();
@@ -150,8 +158,8 @@ impl Daemon {
         std::fs::write(
             &p,
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n",
-                self.socket, self.root, self.state, self.cgroup_parent
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{}\n",
+                self.socket, self.root, self.state, self.cgroup_parent, self.extra_config
             ),
         )
         .unwrap();
@@ -268,6 +276,7 @@ impl Drop for Daemon {
             socket: self.socket.clone(),
             cgroup_parent: self.cgroup_parent.clone(),
             log: self.log.clone(),
+            extra_config: self.extra_config.clone(),
             child: self.child.take(),
         };
         let _ = std::thread::spawn(move || {
@@ -478,5 +487,75 @@ pub fn pid_alive(pid: i32) -> bool {
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,
+    }
+}
+
+/// Debian's docker-registry on 127.0.0.1 with its storage in a temp dir, killed when dropped.
+pub struct Registry {
+    pub addr: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = std::env::temp_dir().join(unique("peapod-registry"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // A free port: bind to 0, read it, release it for the registry.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry; hack/deps.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry { addr, dir, child }
+    }
+
+    /// Pushes a fixture image (hack/fixtures.py name) as `repo:tag`; returns the manifest digest.
+    pub fn push(&self, fixture: &str, repo_tag: &str) -> String {
+        let out = Command::new("python3")
+            .arg(workspace().join("hack/push.py"))
+            .arg(fixtures().join(fixture))
+            .arg(&self.addr)
+            .arg(repo_tag)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
