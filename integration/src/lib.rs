@@ -536,9 +536,14 @@ impl Registry {
 
     /// Pushes a fixture image (hack/fixtures.py name) as `repo:tag`; returns the manifest digest.
     pub fn push(&self, fixture: &str, repo_tag: &str) -> String {
+        self.push_layout(&fixtures().join(fixture), repo_tag)
+    }
+
+    /// Pushes the OCI image layout directory `dir` as `repo:tag`.
+    pub fn push_layout(&self, dir: &Path, repo_tag: &str) -> String {
         let out = Command::new("python3")
             .arg(workspace().join("hack/push.py"))
-            .arg(fixtures().join(fixture))
+            .arg(dir)
             .arg(&self.addr)
             .arg(repo_tag)
             .output()

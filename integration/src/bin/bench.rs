@@ -913,6 +913,7 @@ async fn main() {
     drop(ctrd);
 
     print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
+    pull_bench(&d).await;
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
@@ -1043,4 +1044,155 @@ fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med
             println!("| {what} | {a} |");
         }
     }
+}
+
+/// Writes `data` as a blob of an OCI layout; returns its digest.
+fn put_blob(layout: &Path, data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(data));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), data).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// An OCI layout with one gzip layer of `mib` MiB of incompressible data (4 files).
+fn big_image(layout: &Path, mib: usize) -> (PathBuf, u64) {
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for f in 0..4 {
+        let mut data = vec![0u8; mib << 18];
+        for chunk in data.chunks_mut(8) {
+            // xorshift64: fast and incompressible enough that gzip cannot shrink it.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("data/blob{f}"), data.as_slice())
+            .unwrap();
+    }
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let uncompressed: Vec<u8> = {
+        use std::io::Read;
+        let mut v = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    };
+    let diff_id = {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&uncompressed))
+        )
+    };
+    let layer = put_blob(layout, &gz);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let cfg_digest = put_blob(layout, &config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.len()}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let m_digest = put_blob(layout, &manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m_digest, "size": manifest.len()}],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let hexname = layer.trim_start_matches("sha256:").to_string();
+    (layout.join("blobs/sha256").join(hexname), gz.len() as u64)
+}
+
+/// Pull + unpack of a ~100 MB image from a registry on loopback, beside `tar -xzf` of the same
+/// layer, and the daemon's peak RSS while it pulls.
+async fn pull_bench(d: &Daemon) {
+    let reg = Registry::start();
+    let base = d.root.parent().unwrap().join("pullbench");
+    let (layer, size) = big_image(&base.join("layout"), 100);
+    reg.push_layout(&base.join("layout"), "bench/big:1");
+    let pid = d.pid().unwrap() as i32;
+    let before = mem_kib(pid).0;
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(mem_kib(pid).0, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut img = d.img().await;
+    let t = Instant::now();
+    img.pull_image(PullImageRequest {
+        image: Some(ImageSpec {
+            image: format!("{}/bench/big:1", reg.addr),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let pull = t.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let out = base.join("untar");
+    std::fs::create_dir_all(&out).unwrap();
+    let t = Instant::now();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let untar = t.elapsed();
+    let mb = size as f64 / 1e6;
+    println!(
+        "\nimage pull: {:.0} MB gzip layer from a registry on 127.0.0.1",
+        mb
+    );
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!(
+        "| PullImage (download, verify, unpack) | {} ({:.0} MB/s) |",
+        ms(pull),
+        mb / pull.as_secs_f64()
+    );
+    println!(
+        "| tar -xzf of the same layer | {} ({:.0} MB/s) |",
+        ms(untar),
+        mb / untar.as_secs_f64()
+    );
+    println!(
+        "| daemon RSS before / peak during pull | {} / {} |",
+        mib(before),
+        mib(peak.load(std::sync::atomic::Ordering::Relaxed))
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }
