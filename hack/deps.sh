@@ -6,6 +6,7 @@
 #   gcc libc6-dev   static test helpers (System V IPC tool)
 #   python3         hack/fixtures.py, hack/push.py
 #   docker-registry a registry on loopback for the image tests
+#   apache2-utils   htpasswd, for the registry with basic auth
 #   iproute2 util-linux  inspection in tests and on nodes
 set -euo pipefail
 need=()
@@ -15,6 +16,7 @@ command -v gcc >/dev/null || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 command -v python3 >/dev/null || need+=(python3)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then

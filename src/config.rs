@@ -77,6 +77,10 @@ pub struct Config {
     pub stop_timeout_secs: u64,
     /// Size of the per-pod /dev/shm tmpfs.
     pub shm_size: String,
+    /// The pod sandbox (infra) image, as containerd's `sandbox_image`: each sandbox's infra
+    /// process is a container of it, pulled when absent. Empty: the built-in pause, which needs
+    /// no image.
+    pub sandbox_image: String,
     /// Registry mirrors and per-host settings for image pulls.
     pub registry: crate::image::RegistryConfig,
 }
@@ -95,6 +99,7 @@ impl Default for Config {
             pids_limit: 0,
             stop_timeout_secs: 10,
             shm_size: "64m".into(),
+            sandbox_image: String::new(),
             registry: crate::image::RegistryConfig::default(),
         }
     }
@@ -147,6 +152,10 @@ impl Config {
                 "cgroup_parent must be a systemd slice (NAME.slice) with the systemd driver: {}",
                 self.cgroup_parent
             )));
+        }
+        if !self.sandbox_image.is_empty() {
+            crate::image::reference::normalize(&self.sandbox_image)
+                .map_err(|e| invalid(format!("sandbox_image: {e}")))?;
         }
         self.registry
             .validate()
@@ -218,6 +227,19 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/run/peapod/peapod.sock"));
         assert_eq!(c.cgroup_driver, CgroupDriver::Cgroupfs);
         assert!(c.runtimes.is_empty());
+        assert_eq!(c.sandbox_image, "", "the built-in pause by default");
+    }
+
+    #[test]
+    fn sandbox_image_is_a_reference() {
+        let c = Config::parse(
+            "sandbox_image = \"registry.k8s.io/pause:3.10\"",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.sandbox_image, "registry.k8s.io/pause:3.10");
+        let e = Config::parse("sandbox_image = \"Not A Ref\"", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("sandbox_image"), "{e}");
     }
 
     #[test]

@@ -246,7 +246,10 @@ fn image(cfg: Config, cmd: ImageCmd) -> Result<(), String> {
             let rec = store.remove(&reference).map_err(|e| e.to_string())?;
             println!("removed {}", rec.id);
             // Layers of existing containers stay, whether or not their image does.
-            let in_use = peapod::pod::record::layers_in_use(&cfg.root_dir.join("containers"));
+            let mut in_use = peapod::pod::record::layers_in_use(&cfg.root_dir.join("containers"));
+            in_use.extend(peapod::pod::record::infra_layers_in_use(
+                &cfg.root_dir.join("sandboxes"),
+            ));
             let stats = peapod::image::gc(&store, &in_use).map_err(|e| e.to_string())?;
             println!("freed {stats:?}");
         }

@@ -495,10 +495,16 @@ pub struct Registry {
     pub addr: String,
     dir: PathBuf,
     child: Child,
+    creds: Option<String>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_auth(None)
+    }
+
+    /// A registry that wants HTTP basic auth with `user:password` (htpasswd, bcrypt).
+    pub fn start_auth(creds: Option<(&str, &str)>) -> Registry {
         let dir = std::env::temp_dir().join(unique("peapod-registry"));
         std::fs::create_dir_all(dir.join("data")).unwrap();
         // A free port: bind to 0, read it, release it for the registry.
@@ -508,11 +514,26 @@ impl Registry {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
+        let auth = match creds {
+            None => String::new(),
+            Some((user, pass)) => {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, pass])
+                    .output()
+                    .expect("htpasswd (Debian package apache2-utils)");
+                assert!(out.status.success());
+                std::fs::write(dir.join("htpasswd"), out.stdout).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: peapod-test\n    path: {}\n",
+                    dir.join("htpasswd").display()
+                )
+            }
+        };
         std::fs::write(
             dir.join("config.yml"),
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{auth}",
                 dir.join("data").display()
             ),
         )
@@ -531,7 +552,12 @@ impl Registry {
             assert!(Instant::now() < deadline, "registry did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Registry { addr, dir, child }
+        Registry {
+            addr,
+            dir,
+            child,
+            creds: creds.map(|(u, p)| format!("{u}:{p}")),
+        }
     }
 
     /// Pushes a fixture image (hack/fixtures.py name) as `repo:tag`; returns the manifest digest.
@@ -546,6 +572,7 @@ impl Registry {
             .arg(dir)
             .arg(&self.addr)
             .arg(repo_tag)
+            .args(&self.creds)
             .output()
             .unwrap();
         assert!(

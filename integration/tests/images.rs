@@ -182,3 +182,54 @@ async fn pull_run_remove_and_collect() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials() {
+    if !require_root() {
+        return;
+    }
+    let reg = Registry::start_auth(Some(("tester", "s3cret")));
+    reg.push("busybox-entry", "private/entry:1");
+    let d = Daemon::start().await;
+    let mut img = d.img().await;
+    let image = format!("{}/private/entry:1", reg.addr);
+    let pull = |auth: Option<AuthConfig>| {
+        let mut img = img.clone();
+        let image = image.clone();
+        async move {
+            img.pull_image(PullImageRequest {
+                image: spec(&image),
+                auth,
+                sandbox_config: None,
+            })
+            .await
+        }
+    };
+    let e = pull(None).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = pull(Some(AuthConfig {
+        username: "tester".into(),
+        password: "wrong".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // Right credentials, as kubelet sends them from a pull secret (base64 user:password).
+    pull(Some(AuthConfig {
+        auth: "dGVzdGVyOnMzY3JldA==".into(),
+        ..Default::default()
+    }))
+    .await
+    .expect("pull with credentials");
+    let st = img
+        .image_status(ImageStatusRequest {
+            image: spec(&image),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.image.is_some());
+    d.cleanup().await;
+}

@@ -32,7 +32,7 @@ fn user_of(rec: &ImageRecord) -> (Option<Int64Value>, String) {
     }
 }
 
-fn to_image(rec: &ImageRecord) -> Image {
+fn to_image(rec: &ImageRecord, sandbox_image: &str) -> Image {
     let (uid, username) = user_of(rec);
     Image {
         id: rec.id.clone(),
@@ -45,7 +45,10 @@ fn to_image(rec: &ImageRecord) -> Image {
             image: rec.id.clone(),
             ..Default::default()
         }),
-        pinned: false,
+        // The sandbox image is pinned, so kubelet's image GC never removes it.
+        pinned: !sandbox_image.is_empty()
+            && crate::image::reference::normalize(sandbox_image)
+                .is_ok_and(|n| rec.repo_tags.contains(&n)),
     }
 }
 
@@ -56,9 +59,15 @@ impl CriServer {
             .map(|s| s.image.as_str())
             .filter(|s| !s.is_empty());
         match wanted {
-            None => Ok(self.engine.images.list().iter().map(to_image).collect()),
+            None => Ok(self
+                .engine
+                .images
+                .list()
+                .iter()
+                .map(|r| to_image(r, &self.engine.cfg.sandbox_image))
+                .collect()),
             Some(r) => match self.engine.images.get(r) {
-                Ok(rec) => Ok(vec![to_image(&rec)]),
+                Ok(rec) => Ok(vec![to_image(&rec, &self.engine.cfg.sandbox_image)]),
                 Err(ImageError::NotFound { .. }) => Ok(Vec::new()),
                 Err(e) => Err(img_err(e)),
             },
@@ -112,7 +121,7 @@ impl ImageService for CriServer {
             info.insert("info".to_string(), v.to_string());
         }
         Ok(Response::new(ImageStatusResponse {
-            image: Some(to_image(&rec)),
+            image: Some(to_image(&rec, &self.engine.cfg.sandbox_image)),
             info,
         }))
     }

@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod error;
+pub mod infra;
 pub mod monitor;
 pub mod pause;
 pub mod proc;
@@ -177,12 +178,20 @@ impl Engine {
 
     /// Layers some container still uses (its rootfs lowers), to keep from garbage collection.
     pub fn layers_in_use(&self) -> std::collections::HashSet<String> {
-        self.containers
+        let mut used: std::collections::HashSet<String> = self
+            .containers
             .read()
             .unwrap()
             .values()
             .flat_map(|c| c.rec.lock().unwrap().image_chain_ids.clone())
-            .collect()
+            .collect();
+        // Image-based sandboxes' infra containers use their image's layers too.
+        for sb in self.sandboxes.read().unwrap().values() {
+            if let Some(infra) = &sb.rec.lock().unwrap().infra {
+                used.extend(infra.image_chain_ids.iter().cloned());
+            }
+        }
+        used
     }
 
     fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {

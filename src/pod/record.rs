@@ -58,6 +58,28 @@ pub struct SandboxRecord {
     /// The pod's /dev/shm tmpfs, mounted by peapod (None with host IPC).
     pub shm: Option<PathBuf>,
     pub state: SandboxState,
+    /// Set when the infra process (`pause_pid`) is a container of the configured sandbox image
+    /// rather than the built-in pause. Absent in records of built-in sandboxes (and in records
+    /// written before sandbox images existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infra: Option<InfraContainer>,
+}
+
+/// The sandbox's infra container: the configured sandbox image run by the OCI runtime under a
+/// per-container monitor, with the sandbox's ID as its runtime container ID and its bundle in
+/// `<state_dir>/sandboxes/<id>/bundle`. Its init process is the record's `pause_pid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfraContainer {
+    /// The image as configured, and the store's image ID.
+    pub image_ref: String,
+    pub image_id: String,
+    /// The image's layers, lowest first: the rootfs' lower directories.
+    #[serde(default)]
+    pub image_chain_ids: Vec<String>,
+    /// The overlay rootfs (`<root_dir>/sandboxes/<id>/rootfs`).
+    pub rootfs: PathBuf,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +193,20 @@ pub fn layers_in_use(containers_dir: &Path) -> std::collections::HashSet<String>
         .unwrap_or_default()
 }
 
+/// The layers the infra containers of every sandbox recorded under `sandboxes_dir` use, read
+/// from disk (for tools that run beside the daemon, as [`layers_in_use`] for containers).
+pub fn infra_layers_in_use(sandboxes_dir: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_dir(sandboxes_dir)
+        .map(|it| {
+            it.flatten()
+                .filter_map(|e| load::<SandboxRecord>(&e.path()).ok())
+                .filter_map(|r| r.infra)
+                .flat_map(|i| i.image_chain_ids)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<()> {
     atomic_write(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
 }
@@ -228,6 +264,44 @@ mod tests {
         assert_eq!(c.reason, "Error");
         c.unknown = true;
         assert_eq!(c.state(), ContainerState::Unknown);
+    }
+
+    /// A sandbox record as peapod wrote it before sandbox images existed.
+    const OLD_SANDBOX: &str = r#"{"version":1,"id":"s1","name":"web_default_u_0","runtime_handler":"runc","created_at":5,"hostname":"web","namespaces":{"host_network":false,"host_ipc":false,"host_pid":false,"pod_pid":true},"pause_pid":42,"pause_start":7,"cgroup":{"path":"/peapod/s1","owned":true},"pause_cgroup":"/peapod/s1/s1","shm":"/x/shm","state":"Ready"}"#;
+
+    #[test]
+    fn old_sandbox_records_load_as_built_in() {
+        let d = std::env::temp_dir().join(format!("peapod-rec-{}", crate::fsutil::new_id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(RECORD_FILE), OLD_SANDBOX).unwrap();
+        let mut r: SandboxRecord = load(&d).unwrap();
+        assert_eq!((r.pause_pid, r.infra.as_ref()), (42, None));
+        // A built-in record is written as before: no infra key.
+        save(&d, &r).unwrap();
+        let text = std::fs::read_to_string(d.join(RECORD_FILE)).unwrap();
+        assert!(!text.contains("infra"), "{text}");
+        r.infra = Some(InfraContainer {
+            image_ref: "peapod.test/pause:latest".into(),
+            image_id: "sha256:ab".into(),
+            image_chain_ids: vec!["sha256:cd".into()],
+            rootfs: PathBuf::from("/x/rootfs"),
+            monitor_pid: 40,
+            monitor_start: 6,
+        });
+        save(&d, &r).unwrap();
+        let back: SandboxRecord = load(&d).unwrap();
+        assert_eq!(back.infra, r.infra);
+        let sandboxes = d
+            .parent()
+            .unwrap()
+            .join(format!("sb-{}", crate::fsutil::new_id()));
+        std::fs::create_dir_all(&sandboxes).unwrap();
+        std::fs::rename(&d, sandboxes.join("s1")).unwrap();
+        assert_eq!(
+            infra_layers_in_use(&sandboxes),
+            ["sha256:cd".to_string()].into_iter().collect()
+        );
+        std::fs::remove_dir_all(sandboxes).unwrap();
     }
 
     #[test]

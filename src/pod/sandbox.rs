@@ -1,5 +1,8 @@
 //! Sandbox lifecycle: run (pause + namespaces + cgroup + pod files), stop, remove.
 //!
+//! The infra process holding the namespaces is the built-in pause, or with `sandbox_image`
+//! configured a container of that image (see `infra.rs`); from its PID on, both are the same.
+//!
 //! Each step of run registers its undo; a failure anywhere undoes everything in reverse, so a
 //! failed RunPodSandbox leaves no pause, mount, namespace file, cgroup or record behind.
 
@@ -10,6 +13,7 @@ use std::time::Duration;
 use nix::mount::{MntFlags, MsFlags};
 use tracing::{info, instrument, warn};
 
+use super::infra::InfraArgs;
 use super::pause::{self, PauseNamespaces};
 use super::proc::{self, now_ns};
 use super::record::{self, SandboxNamespaces, SandboxRecord, SandboxState, RECORD_VERSION};
@@ -202,20 +206,8 @@ impl Engine {
             Some(shm)
         };
 
-        // The pause, in its new namespaces.
-        let pause_ns = PauseNamespaces {
-            net: !ns.host_network,
-            ipc: !ns.host_ipc,
-            uts: !ns.host_network,
-            pid: ns.pod_pid,
-        };
-        let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
-        let pid = pause::spawn(&self.shim, pause_ns, hn).await?;
-        tracing::debug!(pid, "pause ready");
-        undo.push("kill pause", move || pause::kill_and_reap(pid));
-        let pause_start = proc::start_time(pid).unwrap_or(0);
-
-        // The pod cgroup and the pause's leaf in it.
+        // The pod cgroup and the infra's leaf in it. Its undo is registered first so that it
+        // runs last, once the infra process is gone (rmdir refuses a cgroup with a process).
         let cgroup = self.cgroups.pod_cgroup(
             config
                 .linux
@@ -235,11 +227,47 @@ impl Engine {
                 }
             });
         }
-        self.cgroups.place(&pause_cgroup, pid)?;
-        tracing::debug!(cgroup = %pause_cgroup, "pause placed in its cgroup");
 
-        // Pin the namespaces so they outlive the pause and containers join them by path.
+        // The infra process, in its new namespaces.
+        let pause_ns = PauseNamespaces {
+            net: !ns.host_network,
+            ipc: !ns.host_ipc,
+            uts: !ns.host_network,
+            pid: ns.pod_pid,
+        };
         let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
+        let (pid, infra) = if self.cfg.sandbox_image.is_empty() {
+            // The built-in pause: cloned straight into its namespaces, then placed.
+            let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
+            let pid = pause::spawn(&self.shim, pause_ns, hn).await?;
+            tracing::debug!(pid, "pause ready");
+            undo.push("kill pause", move || pause::kill_and_reap(pid));
+            self.cgroups.place(&pause_cgroup, pid)?;
+            tracing::debug!(cgroup = %pause_cgroup, "pause placed in its cgroup");
+            (pid, None)
+        } else {
+            // A container of the sandbox image; the runtime puts it in the leaf.
+            let (pid, infra) = self
+                .start_infra(
+                    &InfraArgs {
+                        id: &id,
+                        config: &config,
+                        ns,
+                        hostname: &hostname,
+                        shm: shm.as_deref(),
+                        ns_dir: &ns_dir,
+                        cgroups_path: &pause_cgroup,
+                        runtime,
+                    },
+                    &mut undo,
+                )
+                .await?;
+            tracing::debug!(pid, image = %infra.image_ref, "infra container running");
+            (pid, Some(infra))
+        };
+        let pause_start = proc::start_time(pid).unwrap_or(0);
+
+        // Pin the namespaces so they outlive the infra and containers join them by path.
         pause::pin(pid, pause_ns, &ns_dir)?;
         {
             let d = ns_dir.clone();
@@ -266,6 +294,7 @@ impl Engine {
             pause_cgroup,
             shm,
             state: SandboxState::Ready,
+            infra,
         };
         record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
         record::save(&dir, &rec).map_err(EngineError::io("saving sandbox record"))?;
@@ -279,6 +308,9 @@ impl Engine {
             .unwrap()
             .insert(id.clone(), sb.clone());
         undo.commit();
+        if let Some(infra) = &sb.record().infra {
+            self.reap_infra_monitor(infra);
+        }
         self.watch_pause(sb);
         info!("pod sandbox ready");
         Ok(id)
@@ -357,6 +389,10 @@ impl Engine {
         let rec = sb.record();
         for c in self.sandbox_containers(&rec.id) {
             self.remove_container(&c.record().id).await?;
+        }
+        if let Some(infra) = &rec.infra {
+            // Before the sandbox dir goes: its rootfs is mounted there.
+            self.remove_infra(&rec, infra).await?;
         }
         self.cgroups.remove_tree(&rec.pause_cgroup)?;
         if rec.cgroup.owned {
