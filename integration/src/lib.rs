@@ -28,11 +28,16 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The built binaries: $PEAPOD_BIN_DIR, else target/debug (built by `make test`).
+/// The built binaries: $PEAPOD_BIN_DIR, else the debug dir of $CARGO_TARGET_DIR or target/
+/// (built by `make test`).
 pub fn bin_dir() -> PathBuf {
-    std::env::var_os("PEAPOD_BIN_DIR")
+    if let Some(d) = std::env::var_os("PEAPOD_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/debug"))
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug")
 }
 
 /// True when the end-to-end tests can run here; otherwise says why.

@@ -1058,6 +1058,8 @@ mod tests {
         let rec = store.add_image(&md, &m, &c, None).unwrap();
         let mut other = rec.clone();
         other.id = format!("{}{}", &rec.id[..19], "0".repeat(71 - 19));
+        // Bring the index up to date with disk first, or the next read would reload it.
+        store.refresh().unwrap();
         store.write_index().insert(other.id.clone(), other);
         assert!(matches!(
             store.get(&rec.id[7..19]),
