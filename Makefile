@@ -44,3 +44,6 @@ lint:
 bench: deps release
 	$(CARGO) build --release -p peapod-integration --bin peapod-bench
 	PEAPOD_BIN_DIR=$(abspath $(RELEASE_DIR)) $(RELEASE_DIR)/peapod-bench
+
+# The end-to-end suite in a qemu VM on a pure cgroup v2 host.
+include hack/vm/vm.mk
