@@ -67,25 +67,9 @@ pub enum PauseError {
     },
 }
 
-/// Starts `shim pause` in fresh namespaces and waits until it reports ready. Returns its PID.
-/// On any error the child, if it was started, is killed and reaped.
-pub async fn spawn(
-    shim: &Path,
-    ns: PauseNamespaces,
-    hostname: Option<&str>,
-) -> Result<i32, PauseError> {
-    let (pid, rd) = clone_pause(shim, ns, hostname)?;
-    match wait_ready(rd, Duration::from_secs(10)).await {
-        Ok(()) => Ok(pid),
-        Err(e) => {
-            kill_and_reap(pid);
-            Err(e)
-        }
-    }
-}
-
-/// The synchronous half of [`spawn`]: clone and exec; returns the PID and the sync pipe.
-fn clone_pause(
+/// Starts `shim pause` in fresh namespaces: clone and exec; returns the PID and the sync pipe,
+/// to be read with [`wait_ready`]. The caller kills and reaps the child if it gives up on it.
+pub(crate) fn clone_pause(
     shim: &Path,
     ns: PauseNamespaces,
     hostname: Option<&str>,

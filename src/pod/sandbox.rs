@@ -239,11 +239,22 @@ impl Engine {
         let (pid, infra) = if self.cfg.sandbox_image.is_empty() {
             // The built-in pause: cloned straight into its namespaces, then placed.
             let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
-            let pid = pause::spawn(&self.shim, pause_ns, hn).await?;
-            tracing::debug!(pid, "pause ready");
+            let (pid, rd) = pause::clone_pause(&self.shim, pause_ns, hn)?;
             undo.push("kill pause", move || pause::kill_and_reap(pid));
-            self.cgroups.place(&pause_cgroup, pid)?;
-            tracing::debug!(cgroup = %pause_cgroup, "pause placed in its cgroup");
+            // Moving a task into a cgroup costs about a millisecond per v1 hierarchy (the
+            // kernel waits for an RCU grace period on each): do it while the pause execs and
+            // sets itself up, not after.
+            let placing = {
+                let (cg, leaf) = (self.cgroups.clone(), pause_cgroup.clone());
+                tokio::task::spawn_blocking(move || cg.place(&leaf, pid))
+            };
+            let ready = pause::wait_ready(rd, Duration::from_secs(10)).await;
+            let placed = placing
+                .await
+                .map_err(|e| EngineError::io("placing the pause")(std::io::Error::other(e)))?;
+            ready?;
+            placed?;
+            tracing::debug!(pid, cgroup = %pause_cgroup, "pause ready in its cgroup");
             (pid, None)
         } else {
             // A container of the sandbox image; the runtime puts it in the leaf.
