@@ -123,6 +123,26 @@ pub fn is_clean_absolute(p: &str) -> bool {
         && !Path::new(p).as_os_str().as_bytes().is_empty()
 }
 
+/// A temporary directory removed on drop, for tests across modules.
+#[cfg(test)]
+pub(crate) struct TempDir(pub PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("peapod-{tag}-{}", &new_id()[..12]));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

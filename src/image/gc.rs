@@ -269,22 +269,7 @@ mod tests {
     use oci_spec::image::{DescriptorBuilder, ImageManifest, ImageManifestBuilder, MediaType};
     use std::io::Write;
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let d = std::env::temp_dir().join(format!(
-                "peapod-gc-{tag}-{}",
-                &crate::fsutil::new_id()[..12]
-            ));
-            fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fsutil::TempDir;
 
     fn gzip_layer(file: &str, content: &[u8]) -> (Vec<u8>, String) {
         let mut b = tar::Builder::new(Vec::new());

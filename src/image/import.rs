@@ -589,22 +589,7 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let d = std::env::temp_dir().join(format!(
-                "peapod-import-{tag}-{}",
-                &crate::fsutil::new_id()[..12]
-            ));
-            std::fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fsutil::TempDir;
 
     fn is_root() -> bool {
         nix::unistd::geteuid().is_root()

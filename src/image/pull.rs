@@ -1020,22 +1020,7 @@ mod tests {
 
     // ---- fixtures ----
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let d = std::env::temp_dir().join(format!(
-                "peapod-pull-{tag}-{}",
-                &crate::fsutil::new_id()[..12]
-            ));
-            std::fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fsutil::TempDir;
 
     fn new_store(dir: &TempDir) -> Arc<ImageStore> {
         Arc::new(ImageStore::open(&dir.0.join("store")).unwrap())

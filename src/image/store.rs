@@ -753,19 +753,7 @@ mod tests {
     use super::*;
     use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder};
 
-    pub(crate) struct TempDir(pub PathBuf);
-    impl TempDir {
-        pub fn new(tag: &str) -> Self {
-            let d = std::env::temp_dir().join(format!("peapod-image-{tag}-{}", &new_id()[..12]));
-            fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fsutil::TempDir;
 
     /// A one-file layer tar, its diff ID, and a gzip of it.
     fn layer(file: &str, content: &[u8]) -> (Vec<u8>, String) {
