@@ -22,6 +22,7 @@ use oci_spec::image::{
 use serde::Deserialize;
 
 use super::digest::sha256;
+use super::platform::pick_platform;
 use super::store::{parse_digest, sha256_hex, MAX_JSON_BLOB};
 use super::unpack::clean_path;
 use super::{ImageError, ImageRecord, ImageStore, IoContext};
@@ -155,56 +156,13 @@ fn resolve_platform(
         }
         let bytes = src.blob_bytes(store, &desc)?;
         let index: ImageIndex = parse_json(&format!("index {}", desc.digest()), &bytes)?;
-        desc = pick_platform(&index).ok_or_else(|| {
-            let available: Vec<String> = index
-                .manifests()
-                .iter()
-                .filter_map(|m| m.platform().as_ref())
-                .map(|p| format!("{}/{}", p.os(), p.architecture()))
-                .collect();
-            ImageError::format(
-                format!("index {}", desc.digest()),
-                format!(
-                    "no manifest for linux/{} (available: {})",
-                    host_arch(),
-                    available.join(", ")
-                ),
-            )
-        })?;
+        desc = pick_platform(&index)
+            .map_err(|reason| ImageError::format(format!("index {}", desc.digest()), reason))?;
     }
     Err(ImageError::format(
         format!("index {}", desc.digest()),
         "indexes nested too deeply",
     ))
-}
-
-fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
-    let arch = host_arch();
-    let matching = index.manifests().iter().find(|m| {
-        m.platform()
-            .as_ref()
-            .is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
-    });
-    match matching {
-        Some(m) => Some(m.clone()),
-        // An index without platform data and a single entry: that entry is the image.
-        None if index.manifests().len() == 1 && index.manifests()[0].platform().is_none() => {
-            Some(index.manifests()[0].clone())
-        }
-        None => None,
-    }
-}
-
-/// The GOARCH name of this machine, as OCI platforms spell it.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
-    }
 }
 
 fn name_from_annotations(desc: &Descriptor) -> Option<String> {

@@ -34,6 +34,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
 use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Deserialize;
+
+use super::platform::pick_platform;
 use tokio::sync::{mpsc, OwnedMutexGuard, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -867,47 +869,6 @@ fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<Doc, ImageError> {
     }
 }
 
-/// The entry of `index` for linux/<host arch> (an entry without platform when it is the only
-/// one); the error lists what the index offers.
-fn pick_platform(index: &ImageIndex) -> Result<Descriptor, String> {
-    let arch = host_arch();
-    let matching = index.manifests().iter().find(|m| {
-        m.platform()
-            .as_ref()
-            .is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
-    });
-    match matching {
-        Some(m) => Ok(m.clone()),
-        None if index.manifests().len() == 1 && index.manifests()[0].platform().is_none() => {
-            Ok(index.manifests()[0].clone())
-        }
-        None => {
-            let available: Vec<String> = index
-                .manifests()
-                .iter()
-                .filter_map(|m| m.platform().as_ref())
-                .map(|p| format!("{}/{}", p.os(), p.architecture()))
-                .collect();
-            Err(format!(
-                "no manifest for linux/{arch} (available: {})",
-                available.join(", ")
-            ))
-        }
-    }
-}
-
-/// The GOARCH name of this machine, as OCI platforms spell it.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
-    }
-}
-
 fn check_small(desc: &Descriptor, what: &str) -> Result<(), ImageError> {
     if desc.size() > MAX_JSON_BLOB {
         return Err(ImageError::format(
@@ -1004,6 +965,7 @@ mod tests {
     //! download test uses a tiny in-process HTTP server instead and always runs.
 
     use super::*;
+    use crate::image::platform::host_arch;
     use std::io::{BufRead, Write};
     use std::net::TcpStream;
     use std::path::Path;
