@@ -140,22 +140,28 @@ impl Daemon {
         };
         std::fs::create_dir_all(&d.root).unwrap();
         for img in ["busybox", "busybox-entry", "busybox-user"] {
-            let out = Command::new(bin_dir().join("peapod"))
-                .arg("--root")
-                .arg(&d.root)
-                .args(["image", "import"])
-                .arg(fixtures().join(format!("{img}.tar")))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "import {img}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            d.import(img);
         }
         let mut d = d;
         d.spawn().await;
         d
+    }
+
+    /// Imports a fixture image (hack/fixtures.py name) with the CLI; a running daemon sees it
+    /// on its next lookup.
+    pub fn import(&self, fixture: &str) {
+        let out = Command::new(bin_dir().join("peapod"))
+            .arg("--root")
+            .arg(&self.root)
+            .args(["image", "import"])
+            .arg(fixtures().join(format!("{fixture}.tar")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "import {fixture}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn config_file(&self) -> PathBuf {
@@ -413,6 +419,33 @@ pub async fn container_status(rt: &mut Rt, id: &str) -> ContainerStatus {
     .into_inner()
     .status
     .unwrap()
+}
+
+/// PodSandboxStatus's status (without the verbose info).
+pub async fn sandbox_status(rt: &mut Rt, pod: &str) -> PodSandboxStatus {
+    rt.pod_sandbox_status(PodSandboxStatusRequest {
+        pod_sandbox_id: pod.into(),
+        verbose: false,
+    })
+    .await
+    .expect("PodSandboxStatus")
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+/// PodSandboxStatus's verbose info: pid, netns, cgroup, ...
+pub async fn sandbox_info(rt: &mut Rt, pod: &str) -> serde_json::Value {
+    let info = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: true,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner()
+        .info;
+    serde_json::from_str(&info["info"]).unwrap()
 }
 
 pub async fn container_pid(rt: &mut Rt, id: &str) -> (i32, i32) {

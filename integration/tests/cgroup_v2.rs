@@ -59,19 +59,6 @@ fn proc_cgroup(pid: i32) -> String {
         .to_string()
 }
 
-async fn pod_info(rt: &mut Rt, pod: &str) -> serde_json::Value {
-    let info = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.into(),
-            verbose: true,
-        })
-        .await
-        .expect("PodSandboxStatus")
-        .into_inner()
-        .info;
-    serde_json::from_str(&info["info"]).unwrap()
-}
-
 async fn container_info(rt: &mut Rt, id: &str) -> serde_json::Value {
     let info = rt
         .container_status(ContainerStatusRequest {
@@ -298,7 +285,7 @@ async fn limits_land_in_the_containers_own_cgroup_under_its_pod() {
     .await;
 
     // The pod cgroup is <cgroup_parent>/<sandbox id>; the pause sits in its own leaf there.
-    let p = pod_info(&mut rt, &pod).await;
+    let p = sandbox_info(&mut rt, &pod).await;
     let pod_cg = p["cgroup"].as_str().unwrap().to_string();
     assert_eq!(pod_cg, format!("{}/{pod}", d.cgroup_parent), "{p}");
     let pause_cg = p["pauseCgroup"].as_str().unwrap();
@@ -382,7 +369,7 @@ async fn oom_kill_is_counted_in_memory_events_and_reported() {
         .as_str()
         .unwrap()
         .to_string();
-    let pod_cg = pod_info(&mut rt, &pod).await["cgroup"]
+    let pod_cg = sandbox_info(&mut rt, &pod).await["cgroup"]
         .as_str()
         .unwrap()
         .to_string();
@@ -403,16 +390,7 @@ async fn oom_kill_is_counted_in_memory_events_and_reported() {
         cg_read(&pod_cg, "memory.events")
     );
     // The OOM killer stayed inside the container's cgroup: the pod is still ready.
-    let st = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod,
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let st = sandbox_status(&mut rt, &pod).await;
     assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
     d.cleanup().await;
 }
@@ -473,16 +451,7 @@ async fn crun_is_the_default_handler_and_runc_works_too() {
         assert_eq!(info["runtimeHandler"], expect, "{info}");
         let path = info["cgroupsPath"].as_str().unwrap().to_string();
         assert_eq!(proc_cgroup(info["pid"].as_i64().unwrap() as i32), path);
-        let st = rt
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = sandbox_status(&mut rt, &pod).await;
         assert_eq!(st.runtime_handler, expect);
         // Stop and remove through the same handler.
         rt.stop_container(StopContainerRequest {

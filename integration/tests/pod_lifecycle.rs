@@ -341,16 +341,7 @@ async fn remove_leaves_nothing_behind() {
     let (pod, ids) = run_pod(&mut rt, pod_config("gone", &logs), vec![c]).await;
     let (pid, monitor) = container_pid(&mut rt, &ids[0]).await;
     assert!(pid_alive(pid) && pid_alive(monitor));
-    let info = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let v = sandbox_info(&mut rt, &pod).await;
     let pause = v["pid"].as_i64().unwrap() as i32;
     let netns = std::path::PathBuf::from(v["netns"].as_str().unwrap());
     assert!(netns.exists());
@@ -362,16 +353,7 @@ async fn remove_leaves_nothing_behind() {
     })
     .await
     .unwrap();
-    let s = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let s = sandbox_status(&mut rt, &pod).await;
     assert_eq!(s.state, PodSandboxState::SandboxNotready as i32);
     assert!(!pid_alive(pid) && !pid_alive(pause), "stop left processes");
     assert_eq!(

@@ -32,16 +32,7 @@ async fn restart_keeps_containers_running_and_visible() {
     assert_eq!(container_pid(&mut rt, &ids[0]).await.0, pid);
     let s = wait_exited(&mut rt, &ids[1], Duration::from_secs(5)).await;
     assert_eq!(s.exit_code, 7, "exit while the daemon was down: {s:?}");
-    let p = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let p = sandbox_status(&mut rt, &pod).await;
     assert_eq!(p.state, PodSandboxState::SandboxReady as i32);
 
     // The new daemon still controls it: stop reports the kill, remove cleans up.

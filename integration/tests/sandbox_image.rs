@@ -4,7 +4,6 @@
 //! leave nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peapod::api::*;
@@ -16,55 +15,17 @@ const PAUSE: &str = "peapod.test/pause:latest";
 /// A daemon whose sandbox image is [`PAUSE`], imported into its store.
 async fn daemon() -> Daemon {
     let d = Daemon::start_with(&format!("sandbox_image = {PAUSE:?}\n")).await;
-    import(&d, "pause");
+    d.import("pause");
     d
 }
 
-/// Imports a fixture image with the CLI (the daemon sees it on its next lookup).
-fn import(d: &Daemon, fixture: &str) {
-    let out = Command::new(bin_dir().join("peapod"))
-        .arg("--root")
-        .arg(&d.root)
-        .args(["image", "import"])
-        .arg(fixtures().join(format!("{fixture}.tar")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "import {fixture}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The verbose PodSandboxStatus info: (infra PID, netns file).
-async fn sandbox_info(rt: &mut Rt, pod: &str) -> (i32, PathBuf) {
-    let info = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.into(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+async fn infra_info(rt: &mut Rt, pod: &str) -> (i32, PathBuf) {
+    let v = sandbox_info(rt, pod).await;
     (
         v["pid"].as_i64().unwrap() as i32,
         PathBuf::from(v["netns"].as_str().unwrap()),
     )
-}
-
-async fn sandbox_state(rt: &mut Rt, pod: &str) -> i32 {
-    rt.pod_sandbox_status(PodSandboxStatusRequest {
-        pod_sandbox_id: pod.into(),
-        verbose: false,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .status
-    .unwrap()
-    .state
 }
 
 fn cmdline(pid: i32) -> Vec<String> {
@@ -195,7 +156,7 @@ async fn image_sandbox_shares_namespaces_and_leaves_nothing_behind() {
     let lb = wait_log(&logs.join("b/0.log"), Duration::from_secs(10), done).await;
 
     // The infra is the image's entrypoint, run as a container.
-    let (infra, netns) = sandbox_info(&mut rt, &pod).await;
+    let (infra, netns) = infra_info(&mut rt, &pod).await;
     assert_eq!(cmdline(infra), ["/bin/sleep", "2147483647"], "pid {infra}");
     assert!(netns.exists());
     let rootfs = d.root.join("sandboxes").join(&pod).join("rootfs");
@@ -242,7 +203,7 @@ async fn image_sandbox_shares_namespaces_and_leaves_nothing_behind() {
     .await
     .unwrap();
     assert_eq!(
-        sandbox_state(&mut rt, &pod).await,
+        sandbox_status(&mut rt, &pod).await.state,
         PodSandboxState::SandboxNotready as i32
     );
     assert!(!pid_alive(infra), "stop left the infra running");
@@ -275,7 +236,7 @@ async fn restart_keeps_the_image_sandbox_ready() {
     let cfg = pod_config("imgrestart", &logs);
     let c = container_config("before", BUSYBOX, &["sleep", "300"]);
     let (pod, ids) = run_pod(&mut rt, cfg.clone(), vec![c]).await;
-    let (infra, _) = sandbox_info(&mut rt, &pod).await;
+    let (infra, _) = infra_info(&mut rt, &pod).await;
     drop(rt);
 
     d.kill();
@@ -283,10 +244,10 @@ async fn restart_keeps_the_image_sandbox_ready() {
     d.spawn().await;
     let mut rt = d.rt().await;
     assert_eq!(
-        sandbox_state(&mut rt, &pod).await,
+        sandbox_status(&mut rt, &pod).await.state,
         PodSandboxState::SandboxReady as i32
     );
-    assert_eq!(sandbox_info(&mut rt, &pod).await.0, infra);
+    assert_eq!(infra_info(&mut rt, &pod).await.0, infra);
     assert_eq!(
         container_status(&mut rt, &ids[0]).await.state,
         ContainerState::ContainerRunning as i32
@@ -331,7 +292,7 @@ async fn restart_keeps_the_image_sandbox_ready() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while sandbox_state(&mut rt, &pod).await != PodSandboxState::SandboxNotready as i32 {
+    while sandbox_status(&mut rt, &pod).await.state != PodSandboxState::SandboxNotready as i32 {
         assert!(Instant::now() < deadline, "infra death not noticed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -430,7 +391,7 @@ async fn sandbox_image_is_pulled_when_absent() {
         .into_inner();
     assert!(absent.image.is_none());
     let (pod, _) = run_pod(&mut rt, pod_config("pulled", &d.root.join("logs")), vec![]).await;
-    let (infra, _) = sandbox_info(&mut rt, &pod).await;
+    let (infra, _) = infra_info(&mut rt, &pod).await;
     assert_eq!(cmdline(infra), ["/bin/sleep", "2147483647"]);
     let st = img
         .image_status(ImageStatusRequest {
