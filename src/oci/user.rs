@@ -114,20 +114,24 @@ pub fn parse_user_string(s: &str) -> Result<(IdRef, Option<IdRef>), String> {
     Ok((IdRef::parse(user)?, group.map(IdRef::parse).transpose()?))
 }
 
+/// The `:`-separated fields of one /etc/passwd or /etc/group line, or None for comment, blank
+/// and NIS (`+`/`-`) lines and lines with fewer than `min` fields or an empty name.
+fn db_fields(line: &str, min: usize) -> Option<Vec<&str>> {
+    let line = line.trim_end_matches('\r');
+    if line.is_empty() || line.starts_with(['#', '+', '-']) {
+        return None;
+    }
+    let f: Vec<&str> = line.split(':').collect();
+    (f.len() >= min && !f[0].is_empty()).then_some(f)
+}
+
 /// Parses `/etc/passwd` content. Comment, blank, NIS (`+`/`-`) and malformed lines (too few
 /// fields, non-numeric ids) are skipped, as libcontainer's parser does.
 pub fn parse_passwd(content: &str) -> Vec<PasswdEntry> {
     content
         .lines()
         .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty() || line.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 || f[0].is_empty() {
-                return None;
-            }
+            let f = db_fields(line, 4)?;
             Some(PasswdEntry {
                 name: f[0].to_string(),
                 uid: f[2].trim().parse().ok()?,
@@ -145,14 +149,7 @@ pub fn parse_group(content: &str) -> Vec<GroupEntry> {
     content
         .lines()
         .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty() || line.starts_with(['#', '+', '-']) {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 || f[0].is_empty() {
-                return None;
-            }
+            let f = db_fields(line, 3)?;
             Some(GroupEntry {
                 name: f[0].to_string(),
                 gid: f[2].trim().parse().ok()?,
