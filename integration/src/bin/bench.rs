@@ -633,35 +633,7 @@ fn teardown_ctrd() {
     // 1. Remove its pods the normal way, from a fresh thread (the caller may be inside the
     //    bench's runtime, or panicking).
     if let Some(pid) = t.pid.filter(|p| pid_alive(*p)) {
-        let sock = t.sock.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let work = async {
-                    let Ok(ch) = channel(&sock).await else { return };
-                    let mut rt = RuntimeServiceClient::new(ch);
-                    if let Ok(l) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
-                        for p in l.into_inner().items {
-                            let _ = rt
-                                .stop_pod_sandbox(StopPodSandboxRequest {
-                                    pod_sandbox_id: p.id.clone(),
-                                })
-                                .await;
-                            let _ = rt
-                                .remove_pod_sandbox(RemovePodSandboxRequest {
-                                    pod_sandbox_id: p.id,
-                                })
-                                .await;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
-            });
-        })
-        .join();
+        remove_all_pods(t.sock.clone(), true);
         // 2. Stop containerd.
         terminate(pid);
     }
@@ -929,12 +901,9 @@ struct PeapodTeardown {
 
 static PEAPOD: Mutex<Option<PeapodTeardown>> = Mutex::new(None);
 
-/// As `Daemon::cleanup`: every pod removed, the daemon killed, its cgroup parent and dirs removed.
-fn teardown_peapod() {
-    let Some(t) = PEAPOD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-        return;
-    };
-    let sock = t.socket.clone();
+/// Removes every pod of the runtime on `sock` over CRI (stopping each first when `stop`), from a
+/// fresh thread: the caller may be inside the bench's runtime, or panicking. Bounded at 2 min.
+fn remove_all_pods(sock: PathBuf, stop: bool) {
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -946,6 +915,13 @@ fn teardown_peapod() {
                 let mut rt = RuntimeServiceClient::new(ch);
                 if let Ok(l) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
                     for p in l.into_inner().items {
+                        if stop {
+                            let _ = rt
+                                .stop_pod_sandbox(StopPodSandboxRequest {
+                                    pod_sandbox_id: p.id.clone(),
+                                })
+                                .await;
+                        }
                         let _ = rt
                             .remove_pod_sandbox(RemovePodSandboxRequest {
                                 pod_sandbox_id: p.id,
@@ -958,6 +934,14 @@ fn teardown_peapod() {
         });
     })
     .join();
+}
+
+/// As `Daemon::cleanup`: every pod removed, the daemon killed, its cgroup parent and dirs removed.
+fn teardown_peapod() {
+    let Some(t) = PEAPOD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    remove_all_pods(t.socket.clone(), false);
     use nix::sys::signal::{kill, Signal};
     let pid = nix::unistd::Pid::from_raw(t.pid);
     let _ = kill(pid, Signal::SIGKILL);
