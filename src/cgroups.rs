@@ -26,6 +26,8 @@ pub enum CgroupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cgroup {path} still holds processes after SIGKILL: {procs}")]
+    Busy { path: String, procs: String },
 }
 
 /// The pod cgroup chosen for a sandbox, and whether peapod made it (and so must remove it).
@@ -159,6 +161,86 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Kills every process in the cgroup `path` and below (cgroup.kill on v2, SIGKILL of each
+    /// member on v1), then removes it as [`remove_tree`](Self::remove_tree) does, retrying
+    /// while the kernel still tears the processes down. Only for cgroups peapod owns (a pod's,
+    /// the pause's leaf, a container's): whatever is left in one is a leftover of peapod's own,
+    /// and leaving it would make the removal fail forever. Bounded: after `KILL_WAIT` the error
+    /// names what is still there.
+    pub fn kill_and_remove_tree(&self, path: &str) -> Result<(), CgroupError> {
+        if self.driver == CgroupDriver::Systemd || path.trim_matches('/').is_empty() {
+            return Ok(());
+        }
+        const KILL_WAIT: Duration = Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + KILL_WAIT;
+        loop {
+            let mut members = Vec::new();
+            for mount in hierarchy_mounts(&self.root) {
+                let dir = mount.join(path.trim_start_matches('/'));
+                if !dir.is_dir() {
+                    continue;
+                }
+                // v2 (5.14+) kills the whole subtree at once; the members are still listed
+                // until they are gone, and on v1 they get SIGKILL one by one below.
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                collect_procs(&dir, &mut members);
+            }
+            members.sort_unstable();
+            members.dedup();
+            for pid in &members {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if members.is_empty() || std::time::Instant::now() >= deadline {
+                match self.remove_tree(path) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if members.is_empty() && std::time::Instant::now() < deadline => {
+                        // A task that just died may hold the directory a moment longer.
+                        tracing::debug!(error = %e, "cgroup not yet removable");
+                    }
+                    Err(e) if members.is_empty() => return Err(e),
+                    Err(_) => {
+                        return Err(CgroupError::Busy {
+                            path: path.to_string(),
+                            procs: describe_procs(&members),
+                        })
+                    }
+                }
+            } else if !members.is_empty() {
+                tracing::debug!(
+                    cgroup = path,
+                    n = members.len(),
+                    "killing leftover processes"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The sub-cgroups directly below `path` (a cgroupfs path) in any hierarchy, by name.
+    pub fn children(&self, path: &str) -> Vec<String> {
+        let mut out: Vec<String> = hierarchy_mounts(&self.root)
+            .into_iter()
+            .filter_map(|m| std::fs::read_dir(m.join(path.trim_start_matches('/'))).ok())
+            .flat_map(|it| {
+                it.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The default parent of pod cgroups peapod owns.
+    pub fn default_parent(&self) -> &str {
+        &self.default_parent
+    }
+
     /// True when the memory controller counted an OOM kill in the cgroup at `path`.
     pub fn oom_killed(&self, path: &str) -> bool {
         let rel = path.trim_start_matches('/');
@@ -225,6 +307,31 @@ fn hierarchy_mounts(root: &Path) -> Vec<PathBuf> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Every PID in `dir`'s cgroup.procs and in those of its descendants.
+fn collect_procs(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// `PID (comm)` for each PID, for an error a person can act on.
+fn describe_procs(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            format!("{p} ({})", comm.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {

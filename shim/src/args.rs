@@ -1,7 +1,7 @@
 //! Command-line parsing for the two subcommands (hand-written: no dependency but libc).
 //!
 //! ```text
-//! peapod-shim pause [--hostname NAME] [--lo-up]
+//! peapod-shim pause [--hostname NAME] [--lo-up] [--id ID] [--state-dir DIR]
 //! peapod-shim monitor --id ID --bundle DIR --runtime PATH [--runtime-arg ARG]...
 //!                     --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin]
 //! ```
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 /// Usage text printed for `help` and on errors.
 pub const USAGE: &str = "usage:
-  peapod-shim pause [--hostname NAME] [--lo-up]
+  peapod-shim pause [--hostname NAME] [--lo-up] [--id ID] [--state-dir DIR]
   peapod-shim monitor --id ID --bundle DIR --runtime PATH [--runtime-arg ARG]...
                       --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin]
 ";
@@ -36,6 +36,11 @@ pub struct PauseOpts {
     pub hostname: Option<OsString>,
     /// Bring `lo` up in the (new) network namespace.
     pub lo_up: bool,
+    /// The sandbox ID and the daemon's state directory. The pause itself never uses them: they
+    /// are on its command line so that a restarted daemon can tell its own pauses (and which
+    /// sandbox each holds) from anyone else's when it sweeps orphans.
+    pub id: Option<OsString>,
+    pub state_dir: Option<OsString>,
 }
 
 /// Options of `monitor`.
@@ -155,6 +160,8 @@ fn parse_pause<I: Iterator<Item = OsString>>(mut opts: Opts<I>) -> Result<PauseO
                 p.hostname = Some(h);
             }
             "lo-up" => p.lo_up = opts.flag(&opt)?,
+            "id" => p.id = Some(opts.value(opt)?),
+            "state-dir" => p.state_dir = Some(opts.value(opt)?),
             other => return Err(format!("unknown pause option --{other}")),
         }
     }
@@ -245,14 +252,24 @@ mod tests {
             parse_strs(&["pause", "--hostname", "pod-a", "--lo-up"]),
             Ok(Command::Pause(PauseOpts {
                 hostname: Some("pod-a".into()),
-                lo_up: true
+                lo_up: true,
+                ..Default::default()
             }))
         );
         assert_eq!(
             parse_strs(&["pause", "--hostname=h"]),
             Ok(Command::Pause(PauseOpts {
                 hostname: Some("h".into()),
-                lo_up: false
+                lo_up: false,
+                ..Default::default()
+            }))
+        );
+        assert_eq!(
+            parse_strs(&["pause", "--id", "abc", "--state-dir", "/run/peapod"]),
+            Ok(Command::Pause(PauseOpts {
+                id: Some("abc".into()),
+                state_dir: Some("/run/peapod".into()),
+                ..Default::default()
             }))
         );
     }

@@ -106,6 +106,44 @@ impl OciRuntime {
         self.run("kill", args, id, &[&signal.to_string()]).await
     }
 
+    /// The container's status as the runtime reports it (`created`, `running`, `stopped`...).
+    pub async fn status(&self, id: &str) -> Result<String, RuntimeError> {
+        let out = tokio::process::Command::new(&self.path)
+            .args(&self.global_args)
+            .args(["state", id])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| RuntimeError::Exec {
+                bin: self.path.clone(),
+                source,
+            })?;
+        let failed = |message: String| RuntimeError::Failed {
+            runtime: self.name.clone(),
+            op: "state",
+            id: id.to_string(),
+            message,
+        };
+        if !out.status.success() {
+            return Err(failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| failed(e.to_string()))?;
+        v["status"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| failed("no status in its state".into()))
+    }
+
+    /// The runtime's state directory (its `--root`), where each container it knows has a
+    /// directory named after its ID.
+    pub fn state_root(&self) -> Option<PathBuf> {
+        let i = self.global_args.iter().position(|a| a == "--root")?;
+        self.global_args.get(i + 1).map(PathBuf::from)
+    }
+
     /// Deletes the container's runtime state (and with `force` kills what is left). A container
     /// the runtime does not know is already deleted, so that is success.
     pub async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tracing::{info, instrument, warn};
 
+use super::failpoint;
 use super::monitor::{self, MonitorArgs};
 use super::proc::{self, now_ns};
 use super::record::{self, ContainerRecord, ContainerState, SandboxState, RECORD_VERSION};
@@ -104,6 +105,12 @@ impl Engine {
         let image = self.images.get(&image_ref)?;
         let runtime = self.runtimes.get(&sbrec.runtime_handler)?;
 
+        // A retry of a CreateContainer that was answered late or not at all gets the
+        // container made for it.
+        if let Some(existing) = self.retried_container(&name, &sbrec.id, &config) {
+            info!(container_id = %existing, "CreateContainer retried: the container exists");
+            return Ok(existing);
+        }
         let id = new_id();
         tracing::Span::current().record("container_id", id.as_str());
         let mut undo = Undo::new();
@@ -122,10 +129,52 @@ impl Engine {
                 .map_err(EngineError::io(format!("creating {}", d.display())))?;
             let d = d.clone();
             undo.push("remove container dir", move || {
-                let _ = std::fs::remove_dir_all(d);
+                let _ = super::sweep::remove_dir(&d);
             });
         }
+        failpoint::hit("container.dir");
         let rootfs = dir.join("rootfs");
+        let image_config = image.config.config().clone().unwrap_or_default();
+        let cgroup_path = self.cgroups.child_path(&sbrec.cgroup.path, &id);
+        let stop_signal = config
+            .stop_signal
+            .try_into()
+            .ok()
+            .filter(|s: &api::Signal| *s != api::Signal::RuntimeDefault)
+            .and_then(cri_signal)
+            .or_else(|| image_config.stop_signal().as_deref().and_then(parse_signal))
+            .unwrap_or(libc::SIGTERM);
+        // The intent, before the first mount, cgroup or monitor: recovery after a crash below
+        // undoes what the record names (the rootfs, the cgroup, the runtime's container and
+        // the monitor, found by this ID).
+        let mut rec = ContainerRecord {
+            version: RECORD_VERSION,
+            id: id.clone(),
+            name: name.clone(),
+            sandbox_id: sbrec.id.clone(),
+            runtime_handler: runtime.name.clone(),
+            image_ref,
+            image_id: image.id.clone(),
+            image_chain_ids: image.chain_ids.clone(),
+            log_path: log.clone(),
+            rootfs: rootfs.clone(),
+            cgroup_path: cgroup_path.clone(),
+            stop_signal,
+            created_at: now_ns(),
+            monitor_pid: 0,
+            monitor_start: 0,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            unknown: false,
+            creating: true,
+        };
+        record::save_config(&dir, &config).map_err(EngineError::io("saving container config"))?;
+        record::save_intent(&dir, &rec).map_err(EngineError::io("saving container intent"))?;
+        failpoint::hit("container.intent");
         let lowers = self.images.layer_dirs(&image);
         crate::image::snapshot::mount_rootfs(
             &lowers,
@@ -141,11 +190,10 @@ impl Engine {
         }
 
         tracing::debug!("rootfs mounted");
+        failpoint::hit("container.rootfs");
         // The OCI spec.
-        let image_config = image.config.config().clone().unwrap_or_default();
         let view = self.sandbox_view(&sb);
         let target_pid_ns = self.target_pid_ns(&config)?;
-        let cgroup_path = self.cgroups.child_path(&sbrec.cgroup.path, &id);
         let spec = generate(&SpecInput {
             id: &id,
             config: &config,
@@ -168,6 +216,14 @@ impl Engine {
         }
 
         tracing::debug!("bundle written");
+        failpoint::hit("container.bundle");
+        // Registered before the monitor starts so that it runs after the runtime's delete.
+        {
+            let (cg, path) = (self.cgroups.clone(), cgroup_path.clone());
+            undo.push("remove the container's cgroup", move || {
+                let _ = cg.kill_and_remove_tree(&path);
+            });
+        }
         // The monitor runs `<runtime> create` and stays as the container's parent.
         let exit_file = bundle.join("exit");
         let started = monitor::spawn(&MonitorArgs {
@@ -196,40 +252,14 @@ impl Engine {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mp), None);
             });
         }
-        let stop_signal = config
-            .stop_signal
-            .try_into()
-            .ok()
-            .filter(|s: &api::Signal| *s != api::Signal::RuntimeDefault)
-            .and_then(cri_signal)
-            .or_else(|| image_config.stop_signal().as_deref().and_then(parse_signal))
-            .unwrap_or(libc::SIGTERM);
-        let rec = ContainerRecord {
-            version: RECORD_VERSION,
-            id: id.clone(),
-            name: name.clone(),
-            sandbox_id: sbrec.id.clone(),
-            runtime_handler: runtime.name.clone(),
-            image_ref,
-            image_id: image.id.clone(),
-            image_chain_ids: image.chain_ids.clone(),
-            log_path: log,
-            rootfs,
-            cgroup_path,
-            stop_signal,
-            created_at: now_ns(),
-            monitor_pid: started.monitor_pid,
-            monitor_start: proc::start_time(started.monitor_pid).unwrap_or(0),
-            pid: started.init_pid,
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            unknown: false,
-        };
-        record::save_config(&dir, &config).map_err(EngineError::io("saving container config"))?;
+        failpoint::hit("container.monitor");
+        rec.created_at = now_ns();
+        rec.monitor_pid = started.monitor_pid;
+        rec.monitor_start = proc::start_time(started.monitor_pid).unwrap_or(0);
+        rec.pid = started.init_pid;
+        rec.creating = false;
         record::save(&dir, &rec).map_err(EngineError::io("saving container record"))?;
+        failpoint::hit("container.recorded");
         let c = Arc::new(Container {
             config,
             rec: Mutex::new(rec),
@@ -244,6 +274,28 @@ impl Engine {
         self.watch_container(c);
         info!("container created");
         Ok(id)
+    }
+
+    /// The container a retried CreateContainer asked for: the not yet started container of that
+    /// name in the same sandbox, made from the same config.
+    fn retried_container(
+        &self,
+        name: &str,
+        sandbox_id: &str,
+        config: &api::ContainerConfig,
+    ) -> Option<String> {
+        let owner = self
+            .names
+            .lock()
+            .unwrap()
+            .get(&format!("container/{name}"))
+            .cloned()?;
+        let c = self.containers.read().unwrap().get(&owner).cloned()?;
+        let rec = c.record();
+        (rec.sandbox_id == sandbox_id
+            && rec.state() == ContainerState::Created
+            && c.config == *config)
+            .then_some(owner)
     }
 
     fn target_pid_ns(&self, config: &api::ContainerConfig) -> Result<Option<PathBuf>> {
@@ -363,6 +415,7 @@ impl Engine {
             });
             return Err(e.into());
         }
+        failpoint::hit("container.started");
         record::update(&c.rec, &self.paths.container_dir(&rec.id), |r| {
             r.started_at = now_ns();
             true
@@ -425,25 +478,43 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let _op = c.op.lock().await;
+        if c.record().creating {
+            // Left by a crash in CreateContainer that start-up could not undo: undo it now.
+            let rec = c.record();
+            let shims = super::sweep::shim_processes(&self.paths.state);
+            self.undo_container(&rec.id, Some(&rec), &shims).await?;
+            self.containers.write().unwrap().remove(&rec.id);
+            self.release_name("container", &rec.name);
+            info!("unfinished container removed");
+            return Ok(());
+        }
         self.stop_container_inner(&c, 0).await?;
         let rec = c.record();
         let rt = self.runtimes.get(&rec.runtime_handler)?;
         // Also ends a created-but-never-started container; its monitor then exits.
         rt.delete(&rec.id, true).await?;
+        failpoint::hit("container.removing");
         if proc::is_alive(rec.monitor_pid, rec.monitor_start) {
             let mut exited = c.exited.subscribe();
             let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(|e| *e)).await;
         }
+        // What the runtime left in the cgroup (a process it lost track of) must not make the
+        // removal fail forever.
+        self.cgroups.kill_and_remove_tree(&rec.cgroup_path)?;
         crate::image::snapshot::unmount_rootfs(&rec.rootfs)?;
-        let _ = self.cgroups.remove_tree(&rec.cgroup_path);
-        for d in [
-            self.paths.bundle_dir(&rec.id),
-            self.paths.container_dir(&rec.id),
-        ] {
-            std::fs::remove_dir_all(&d)
-                .or_else(ignore_not_found)
-                .map_err(EngineError::io(format!("removing {}", d.display())))?;
-        }
+        let bundle = self.paths.bundle_dir(&rec.id);
+        super::sweep::remove_dir(&bundle).map_err(EngineError::io("removing the bundle"))?;
+        // The record goes before the rest of the directory but after every resource it names:
+        // a crash before this leaves a container that recovery knows and a retried remove
+        // finishes; after it, only files that the start-up sweep deletes.
+        let dir = self.paths.container_dir(&rec.id);
+        super::sweep::unmount_all_under(&dir).map_err(EngineError::io("unmounting"))?;
+        std::fs::remove_file(dir.join(record::RECORD_FILE))
+            .or_else(ignore_not_found)
+            .map_err(EngineError::io("removing the container record"))?;
+        std::fs::remove_dir_all(&dir)
+            .or_else(ignore_not_found)
+            .map_err(EngineError::io(format!("removing {}", dir.display())))?;
         self.containers.write().unwrap().remove(&rec.id);
         self.release_name("container", &rec.name);
         info!("container removed");

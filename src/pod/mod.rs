@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod error;
+pub mod failpoint;
 pub mod infra;
 pub mod monitor;
 pub mod pause;
@@ -11,6 +12,7 @@ pub mod proc;
 pub mod record;
 pub mod recover;
 pub mod sandbox;
+pub mod sweep;
 pub mod undo;
 
 use std::collections::HashMap;

@@ -73,6 +73,7 @@ pub(crate) fn clone_pause(
     shim: &Path,
     ns: PauseNamespaces,
     hostname: Option<&str>,
+    identity: (&str, &Path),
 ) -> Result<(i32, OwnedFd), PauseError> {
     // Everything the child touches is prepared before clone: after clone, in a copy of a
     // multi-threaded process, only async-signal-safe calls are allowed (dup2, execve, _exit).
@@ -91,6 +92,15 @@ pub(crate) fn clone_pause(
     if ns.net {
         args.push(CString::new("--lo-up").unwrap());
     }
+    // Who the pause belongs to, for the start-up sweep of a restarted daemon (sweep.rs).
+    let (id, state_dir) = identity;
+    args.push(CString::new("--id").unwrap());
+    args.push(CString::new(id).map_err(|_| PauseError::Prepare("ID has a NUL byte".into()))?);
+    args.push(CString::new("--state-dir").unwrap());
+    args.push(
+        CString::new(state_dir.as_os_str().as_bytes())
+            .map_err(|_| PauseError::Prepare("state dir has a NUL byte".into()))?,
+    );
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];

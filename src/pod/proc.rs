@@ -24,6 +24,19 @@ pub fn start_time(pid: i32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// The wait status of a zombie that nobody has reaped yet (field 52 of /proc/PID/stat), e.g.
+/// a pause a restarted daemon watches but PID 1 collects; for logs.
+pub fn zombie_status(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace();
+    if fields.next()? != "Z" {
+        return None;
+    }
+    // `rest` starts at field 3; exit_code is field 52.
+    fields.nth(48)?.parse().ok()
+}
+
 /// True when the process `pid` that started at `start` is still running.
 pub fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)

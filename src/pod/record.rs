@@ -63,6 +63,14 @@ pub struct SandboxRecord {
     /// written before sandbox images existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<InfraContainer>,
+    /// The record is an intent: RunPodSandbox wrote it before making the first resource and
+    /// has not finished. Start-up recovery undoes such a sandbox (its ID was never reported).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub creating: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The sandbox's infra container: the configured sandbox image run by the OCI runtime under a
@@ -120,6 +128,10 @@ pub struct ContainerRecord {
     /// Set when the monitor vanished without an exit file: the state is unknowable.
     #[serde(default)]
     pub unknown: bool,
+    /// The record is an intent: CreateContainer wrote it before making the first resource and
+    /// has not finished. Start-up recovery undoes such a container (its ID was never reported).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub creating: bool,
 }
 
 impl ContainerRecord {
@@ -152,8 +164,19 @@ impl ContainerRecord {
 
 /// Writes a record atomically (fsync'd: it lives on persistent storage).
 pub fn save<T: Serialize>(dir: &Path, rec: &T) -> std::io::Result<()> {
+    save_opts(dir, rec, true)
+}
+
+/// Writes an intent record: atomically, without fsync. An intent only has to outlive the
+/// daemon process, which the page cache does; after a power loss every resource it names is
+/// gone too, and a directory without a record is swept at start-up.
+pub fn save_intent<T: Serialize>(dir: &Path, rec: &T) -> std::io::Result<()> {
+    save_opts(dir, rec, false)
+}
+
+fn save_opts<T: Serialize>(dir: &Path, rec: &T, sync: bool) -> std::io::Result<()> {
     let data = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
-    atomic_write(&dir.join(RECORD_FILE), &data)
+    crate::fsutil::atomic_write_opts(&dir.join(RECORD_FILE), &data, sync)
 }
 
 /// Changes a record and saves it under its lock, so that concurrent updates (an exit watcher
@@ -244,6 +267,7 @@ mod tests {
             reason: String::new(),
             message: String::new(),
             unknown: false,
+            creating: false,
         }
     }
 

@@ -1,55 +1,85 @@
 //! Start-up reconciliation. The invariant: while the daemon is down, pods and containers keep
 //! running; a restarted daemon reloads every record, checks each pause and monitor against what
 //! runs (PID plus start time), re-attaches exit watchers to live monitors and records the exits
-//! that happened meanwhile from the monitors' exit files. What cannot be read is logged and left
-//! on disk for an operator, never allowed to stop the daemon from starting.
+//! that happened meanwhile from the monitors' exit files.
+//!
+//! A kill -9 at any instant loses nothing reported and leaks nothing, because every sandbox and
+//! container is recorded as an intent (`creating`) before its first resource exists:
+//! - a finished record is recovered as above;
+//! - an intent, a record without its config, or a directory without a readable record is
+//!   undone in reverse (monitor and pause killed, the runtime's container force-deleted, the
+//!   cgroups emptied and removed, mounts unmounted, files deleted): its ID was never reported;
+//! - what cannot be undone stays registered (a sandbox NOTREADY, a container UNKNOWN, with the
+//!   reason) so that RemovePodSandbox / RemoveContainer can finish it; nothing is skipped;
+//! - then orphans are swept: peapod-shim processes, runtime state, state directories, mounts
+//!   and pod cgroups of this daemon's that no record owns.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::monitor;
 use super::proc;
 use super::record::{self, ContainerRecord, ContainerState, SandboxRecord, SandboxState};
-use super::{Container, Engine, Sandbox};
+use super::sweep::{self, ShimKind, ShimProc};
+use super::{Container, Engine, EngineError, Result, Sandbox};
 use crate::api;
+use crate::config::CgroupDriver;
 
 pub(super) async fn recover(engine: &Arc<Engine>) {
+    let t0 = std::time::Instant::now();
+    let shims = sweep::shim_processes(&engine.paths.state);
+    let mut undone = 0;
     let mut n_sb = 0;
     for dir in subdirs(&engine.paths.root.join("sandboxes")) {
-        let rec: SandboxRecord = match record::load(&dir) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "skipping unreadable sandbox record");
+        let Some(id) = dir_id(&dir) else {
+            warn!(dir = %dir.display(), "not a sandbox directory of peapod's; left alone");
+            continue;
+        };
+        let rec = record::load::<SandboxRecord>(&dir);
+        let config = record::load_config::<api::PodSandboxConfig>(&dir);
+        let (mut rec, config) = match (rec, config) {
+            (Ok(rec), Ok(config)) if !rec.creating && rec.id == id => (rec, config),
+            (rec, config) => {
+                let why = match (&rec, &config) {
+                    (Ok(r), _) if r.creating => "RunPodSandbox did not finish".to_string(),
+                    (Ok(_), Err(e)) => format!("its config is unreadable ({e})"),
+                    (Err(e), _) => format!("its record is unreadable ({e})"),
+                    _ => "its record names another ID".to_string(),
+                };
+                let rec = rec.ok().filter(|r| r.id == id);
+                match engine.undo_sandbox(&id, rec.as_ref(), &shims).await {
+                    Ok(()) => {
+                        info!(sandbox_id = %id, why, "undid an unfinished sandbox");
+                        undone += 1;
+                    }
+                    Err(e) => match rec {
+                        Some(mut rec) => {
+                            warn!(sandbox_id = %id, why, error = %e,
+                                "cannot undo an unfinished sandbox: kept NOTREADY for RemovePodSandbox");
+                            rec.state = SandboxState::NotReady;
+                            rec.creating = true;
+                            engine.register_sandbox(rec, config.unwrap_or_default());
+                            n_sb += 1;
+                        }
+                        None => error!(sandbox_id = %id, why, error = %e,
+                            "cannot undo a sandbox without a readable record: left on disk"),
+                    },
+                }
                 continue;
             }
         };
-        let config: api::PodSandboxConfig = match record::load_config(&dir) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "skipping sandbox without its config");
-                continue;
-            }
-        };
-        let mut rec = rec;
         let alive = proc::is_alive(rec.pause_pid, rec.pause_start);
         if rec.state == SandboxState::Ready && !alive {
             info!(sandbox_id = %rec.id, "pause gone while the daemon was down: sandbox not ready");
             rec.state = SandboxState::NotReady;
             let _ = record::save(&dir, &rec);
         }
-        let _ = engine.reserve_name("sandbox", &rec.name, &rec.id);
-        let sb = Arc::new(Sandbox {
-            config,
-            rec: Mutex::new(rec.clone()),
-            op: tokio::sync::Mutex::new(()),
-        });
-        engine
-            .sandboxes
-            .write()
-            .unwrap()
-            .insert(rec.id.clone(), sb.clone());
-        if rec.state == SandboxState::Ready {
+        let ready = rec.state == SandboxState::Ready;
+        let sb = engine.register_sandbox(rec, config);
+        if ready {
             engine.watch_pause(sb);
         }
         n_sb += 1;
@@ -57,36 +87,57 @@ pub(super) async fn recover(engine: &Arc<Engine>) {
 
     let mut n_ctr = 0;
     for dir in subdirs(&engine.paths.root.join("containers")) {
-        let rec: ContainerRecord = match record::load(&dir) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "skipping unreadable container record");
+        let Some(id) = dir_id(&dir) else {
+            warn!(dir = %dir.display(), "not a container directory of peapod's; left alone");
+            continue;
+        };
+        let rec = record::load::<ContainerRecord>(&dir);
+        let config = record::load_config::<api::ContainerConfig>(&dir);
+        let has_sandbox =
+            |r: &ContainerRecord| engine.sandboxes.read().unwrap().contains_key(&r.sandbox_id);
+        let (rec, config) = match (rec, config) {
+            (Ok(rec), Ok(config)) if !rec.creating && rec.id == id && has_sandbox(&rec) => {
+                (rec, config)
+            }
+            (rec, config) => {
+                let why = match (&rec, &config) {
+                    (Ok(r), _) if r.creating => "CreateContainer did not finish".to_string(),
+                    (Ok(_), Err(e)) => format!("its config is unreadable ({e})"),
+                    (Err(e), _) => format!("its record is unreadable ({e})"),
+                    (Ok(r), _) if r.id != id => "its record names another ID".to_string(),
+                    (Ok(r), _) => format!("its pod sandbox {} is gone", r.sandbox_id),
+                };
+                let rec = rec.ok().filter(|r| r.id == id);
+                match engine.undo_container(&id, rec.as_ref(), &shims).await {
+                    Ok(()) => {
+                        info!(container_id = %id, why, "undid an unfinished container");
+                        undone += 1;
+                    }
+                    Err(e) => match rec {
+                        Some(mut rec) => {
+                            warn!(container_id = %id, why, error = %e,
+                                "cannot undo an unfinished container: kept UNKNOWN for RemoveContainer");
+                            rec.unknown = true;
+                            rec.creating = true;
+                            rec.message = format!("{why}; undoing it failed: {e}");
+                            engine.register_container(rec, config.unwrap_or_default(), true);
+                            n_ctr += 1;
+                        }
+                        None => error!(container_id = %id, why, error = %e,
+                            "cannot undo a container without a readable record: left on disk"),
+                    },
+                }
                 continue;
             }
         };
-        let config: api::ContainerConfig = match record::load_config(&dir) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(dir = %dir.display(), error = %e, "skipping container without its config");
-                continue;
-            }
-        };
-        let _ = engine.reserve_name("container", &rec.name, &rec.id);
         let done = rec.state() == ContainerState::Exited;
         let monitor_alive = proc::is_alive(rec.monitor_pid, rec.monitor_start);
-        let c = Arc::new(Container {
-            config,
-            rec: Mutex::new(rec.clone()),
-            exited: tokio::sync::watch::channel(done).0,
-            op: tokio::sync::Mutex::new(()),
-        });
-        engine
-            .containers
-            .write()
-            .unwrap()
-            .insert(rec.id.clone(), c.clone());
+        let c = engine.register_container(rec.clone(), config, done);
         if !done {
             if monitor_alive {
+                if rec.state() == ContainerState::Created {
+                    engine.finish_start_if_running(&c).await;
+                }
                 engine.watch_container(c);
             } else if monitor::read_exit_file(&engine.paths.bundle_dir(&rec.id).join("exit"))
                 .is_some()
@@ -100,11 +151,289 @@ pub(super) async fn recover(engine: &Arc<Engine>) {
         }
         n_ctr += 1;
     }
+    let swept = engine.sweep_orphans(&shims).await;
     info!(
         sandboxes = n_sb,
         containers = n_ctr,
+        undone,
+        swept,
+        ms = t0.elapsed().as_millis() as u64,
         "recovered state from disk"
     );
+}
+
+/// The ID a record directory is named after, when it is one peapod could have made.
+fn dir_id(dir: &Path) -> Option<String> {
+    let id = dir.file_name()?.to_str()?;
+    crate::fsutil::is_safe_id(id).then(|| id.to_string())
+}
+
+impl Engine {
+    fn register_sandbox(&self, rec: SandboxRecord, config: api::PodSandboxConfig) -> Arc<Sandbox> {
+        let _ = self.reserve_name("sandbox", &rec.name, &rec.id);
+        let id = rec.id.clone();
+        let sb = Arc::new(Sandbox {
+            config,
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+        });
+        self.sandboxes.write().unwrap().insert(id, sb.clone());
+        sb
+    }
+
+    fn register_container(
+        &self,
+        rec: ContainerRecord,
+        config: api::ContainerConfig,
+        exited: bool,
+    ) -> Arc<Container> {
+        let _ = self.reserve_name("container", &rec.name, &rec.id);
+        let id = rec.id.clone();
+        let c = Arc::new(Container {
+            config,
+            rec: Mutex::new(rec),
+            exited: tokio::sync::watch::channel(exited).0,
+            op: tokio::sync::Mutex::new(()),
+        });
+        self.containers.write().unwrap().insert(id, c.clone());
+        c
+    }
+
+    /// A container recorded as created whose StartContainer ran the runtime's start but did
+    /// not record it (a crash in between) is running: the record is brought forward, since the
+    /// container's process is real and kubelet's retried start would otherwise fail.
+    async fn finish_start_if_running(&self, c: &Arc<Container>) {
+        let (id, handler) = {
+            let r = c.rec.lock().unwrap();
+            (r.id.clone(), r.runtime_handler.clone())
+        };
+        let Ok(rt) = self.runtimes.get(&handler) else {
+            return;
+        };
+        if matches!(
+            rt.status(&id).await.as_deref(),
+            Ok("running") | Ok("stopped")
+        ) {
+            info!(container_id = %id, "StartContainer had started the container: recorded as started");
+            let _ = record::update(&c.rec, &self.paths.container_dir(&id), |r| {
+                r.started_at = proc::now_ns();
+                true
+            });
+        }
+    }
+
+    /// Force-deletes the runtime's container `id` in every handler that has state for it.
+    async fn delete_runtime_state(&self, id: &str) -> Result<()> {
+        for name in self
+            .runtimes
+            .names()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            let rt = self.runtimes.get(&name)?;
+            if rt.state_root().is_none_or(|r| r.join(id).exists()) {
+                rt.delete(id, true).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes a sandbox that was never reported, or finishes the removal of one, in reverse
+    /// order of RunPodSandbox: its pause (or infra monitor and container), its cgroups, its
+    /// mounts and pinned namespaces, its files. Idempotent.
+    pub(super) async fn undo_sandbox(
+        &self,
+        id: &str,
+        rec: Option<&SandboxRecord>,
+        shims: &[ShimProc],
+    ) -> Result<()> {
+        let infra_bundle = self.infra_bundle(id);
+        for p in shims.iter().filter(|p| p.id == id) {
+            match p.kind {
+                ShimKind::Pause => sweep::kill(p),
+                ShimKind::Monitor if p.bundle.as_deref() == Some(infra_bundle.as_path()) => {
+                    kill_monitor(p)
+                }
+                ShimKind::Monitor => {}
+            }
+        }
+        if let Some(r) = rec {
+            if proc::is_alive(r.pause_pid, r.pause_start) {
+                super::pause::kill_and_reap(r.pause_pid);
+            }
+        }
+        self.delete_runtime_state(id).await?;
+        match rec {
+            Some(r) => {
+                self.cgroups.kill_and_remove_tree(&r.pause_cgroup)?;
+                if r.cgroup.owned {
+                    self.cgroups.kill_and_remove_tree(&r.cgroup.path)?;
+                }
+            }
+            None if self.cgroups.driver == CgroupDriver::Cgroupfs => {
+                // Without a record only the cgroup peapod itself would have made is known.
+                let pod = self.cgroups.pod_cgroup("", id);
+                self.cgroups.kill_and_remove_tree(&pod.path)?;
+            }
+            None => {}
+        }
+        sweep::remove_dir(&self.paths.sandbox_state_dir(id))
+            .map_err(EngineError::io("removing the sandbox's state"))?;
+        remove_record_dir(&self.paths.sandbox_dir(id))
+    }
+
+    /// Undoes a container that was never reported, or finishes the removal of one, in reverse
+    /// order of CreateContainer: its monitor and the runtime's container, its cgroup, its
+    /// rootfs mount, its bundle and files. Idempotent.
+    pub(super) async fn undo_container(
+        &self,
+        id: &str,
+        rec: Option<&ContainerRecord>,
+        shims: &[ShimProc],
+    ) -> Result<()> {
+        let bundle = self.paths.bundle_dir(id);
+        for p in shims.iter().filter(|p| {
+            p.kind == ShimKind::Monitor
+                && p.id == id
+                && p.bundle.as_deref() == Some(bundle.as_path())
+        }) {
+            kill_monitor(p);
+        }
+        if let Some(r) = rec {
+            if proc::is_alive(r.monitor_pid, r.monitor_start) {
+                kill_monitor(&ShimProc {
+                    pid: r.monitor_pid,
+                    start: r.monitor_start,
+                    kind: ShimKind::Monitor,
+                    id: id.to_string(),
+                    bundle: Some(bundle.clone()),
+                });
+            }
+        }
+        self.delete_runtime_state(id).await?;
+        if let Some(r) = rec {
+            self.cgroups.kill_and_remove_tree(&r.cgroup_path)?;
+        }
+        sweep::remove_dir(&bundle).map_err(EngineError::io("removing the bundle"))?;
+        remove_record_dir(&self.paths.container_dir(id))
+    }
+
+    /// Sweeps what no record owns: this daemon's peapod-shim processes, the runtimes' state,
+    /// state directories, mounts and pod cgroups. Returns how many things it removed.
+    async fn sweep_orphans(&self, shims: &[ShimProc]) -> usize {
+        let known: HashSet<String> = self
+            .sandboxes
+            .read()
+            .unwrap()
+            .keys()
+            .chain(self.containers.read().unwrap().keys())
+            .cloned()
+            .collect();
+        let mut swept = 0;
+        for p in shims.iter().filter(|p| !known.contains(&p.id)) {
+            if proc::is_alive(p.pid, p.start) {
+                warn!(pid = p.pid, id = %p.id, kind = ?p.kind, "killing an orphaned peapod-shim");
+                match p.kind {
+                    ShimKind::Pause => sweep::kill(p),
+                    ShimKind::Monitor => kill_monitor(p),
+                }
+                swept += 1;
+            }
+        }
+        for name in self
+            .runtimes
+            .names()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            let Ok(rt) = self.runtimes.get(&name) else {
+                continue;
+            };
+            let Some(root) = rt.state_root() else {
+                continue;
+            };
+            for d in subdirs(&root) {
+                let Some(id) = dir_id(&d).filter(|id| !known.contains(id)) else {
+                    continue;
+                };
+                warn!(container_id = %id, runtime = %name, "deleting an orphaned runtime container");
+                if let Err(e) = rt.delete(&id, true).await {
+                    warn!(container_id = %id, error = %e, "deleting an orphaned runtime container");
+                }
+                swept += 1;
+            }
+        }
+        for kind in ["sandboxes", "containers"] {
+            for base in [self.paths.state.join(kind), self.paths.root.join(kind)] {
+                for (id, mounts) in sweep::mounts_by_id(&base) {
+                    if !known.contains(&id) {
+                        for m in mounts {
+                            warn!(mount = %m.display(), "unmounting an orphaned mount");
+                            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+                            swept += 1;
+                        }
+                    }
+                }
+            }
+            for d in subdirs(&self.paths.state.join(kind)) {
+                if dir_id(&d).is_none_or(|id| !known.contains(&id)) {
+                    warn!(dir = %d.display(), "removing an orphaned state directory");
+                    if let Err(e) = sweep::remove_dir(&d) {
+                        warn!(dir = %d.display(), error = %e, "removing an orphaned state directory");
+                    }
+                    swept += 1;
+                }
+            }
+        }
+        if self.cgroups.driver == CgroupDriver::Cgroupfs {
+            let parent = self
+                .cgroups
+                .default_parent()
+                .trim_end_matches('/')
+                .to_string();
+            for child in self.cgroups.children(&parent) {
+                if !known.contains(&child) {
+                    let path = format!("{parent}/{child}");
+                    warn!(cgroup = %path, "removing an orphaned pod cgroup");
+                    if let Err(e) = self.cgroups.kill_and_remove_tree(&path) {
+                        warn!(cgroup = %path, error = %e, "removing an orphaned pod cgroup");
+                    }
+                    swept += 1;
+                }
+            }
+        }
+        swept
+    }
+}
+
+/// Kills a monitor and its process group: the monitor is a session leader, and an OCI runtime
+/// `create` it may be running is in its group (it would otherwise finish and leave a container
+/// nobody watches).
+fn kill_monitor(p: &ShimProc) {
+    if !proc::is_alive(p.pid, p.start) {
+        return;
+    }
+    if nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p.pid)))
+        .is_ok_and(|g| g.as_raw() == p.pid)
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(p.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    sweep::kill(p);
+}
+
+/// Removes a record directory: every mount under it first, then the record, then the rest.
+fn remove_record_dir(dir: &Path) -> Result<()> {
+    sweep::unmount_all_under(dir).map_err(EngineError::io("unmounting"))?;
+    match std::fs::remove_file(dir.join(record::RECORD_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(EngineError::io(format!("removing {}", dir.display()))(e))
+        }
+        _ => {}
+    }
+    sweep::remove_dir(dir).map_err(EngineError::io("removing the record directory"))
 }
 
 /// Records the exit of a container whose monitor is gone: from its exit file when there is one,
@@ -127,7 +456,7 @@ async fn record_lost(engine: &Arc<Engine>, c: &Arc<Container>) {
     c.exited.send_replace(true);
 }
 
-fn subdirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .map(|it| {
             it.flatten()

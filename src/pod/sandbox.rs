@@ -13,6 +13,7 @@ use std::time::Duration;
 use nix::mount::{MntFlags, MsFlags};
 use tracing::{info, instrument, warn};
 
+use super::failpoint;
 use super::infra::InfraArgs;
 use super::pause::{self, PauseNamespaces};
 use super::proc::{self, now_ns};
@@ -140,6 +141,12 @@ impl Engine {
                 format!("no runtime handler {runtime_handler:?} is configured"),
             )
         })?;
+        // A retry of a RunPodSandbox that was answered late or not at all (client timeout,
+        // daemon restart) gets the pod that was made for it, not a second one.
+        if let Some(existing) = self.retried_sandbox(&name, &config, &runtime.name) {
+            info!(sandbox_id = %existing, pod = %name, "RunPodSandbox retried: the pod exists");
+            return Ok(existing);
+        }
         let id = new_id();
         tracing::Span::current().record("pod", name.as_str());
         tracing::Span::current().record("sandbox_id", id.as_str());
@@ -152,15 +159,15 @@ impl Engine {
         }
         let ns = namespaces_of(&config);
 
-        // Pod files (hostname, hosts, resolv.conf) containers bind-mount.
         let dir = self.paths.sandbox_dir(&id);
         std::fs::create_dir_all(&dir).map_err(EngineError::io("creating sandbox dir"))?;
         {
             let dir = dir.clone();
             undo.push("remove sandbox dir", move || {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = super::sweep::remove_dir(&dir);
             });
         }
+        failpoint::hit("sandbox.dir");
         let hostname = if ns.host_network || config.hostname.is_empty() {
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -168,6 +175,42 @@ impl Engine {
         } else {
             config.hostname.clone()
         };
+        let cgroup = self.cgroups.pod_cgroup(
+            config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.as_str())
+                .unwrap_or(""),
+            &id,
+        );
+        let pause_cgroup = self.cgroups.child_path(&cgroup.path, &id);
+        let shm_dir = (!ns.host_ipc).then(|| dir.join("shm"));
+
+        // The intent: before the first mount, process or cgroup exists, the record names them
+        // (every other path derives from the ID), so that recovery after a crash anywhere
+        // below can undo exactly what was made.
+        let mut rec = SandboxRecord {
+            version: RECORD_VERSION,
+            id: id.clone(),
+            name: name.clone(),
+            runtime_handler: runtime.name.clone(),
+            created_at: now_ns(),
+            hostname: hostname.clone(),
+            namespaces: ns,
+            pause_pid: 0,
+            pause_start: 0,
+            cgroup: cgroup.clone(),
+            pause_cgroup: pause_cgroup.clone(),
+            shm: shm_dir.clone(),
+            state: SandboxState::NotReady,
+            infra: None,
+            creating: true,
+        };
+        record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
+        record::save_intent(&dir, &rec).map_err(EngineError::io("saving sandbox intent"))?;
+        failpoint::hit("sandbox.intent");
+
+        // Pod files (hostname, hosts, resolv.conf) containers bind-mount.
         let hosts = if ns.host_network {
             std::fs::read("/etc/hosts").unwrap_or_default()
         } else {
@@ -187,10 +230,7 @@ impl Engine {
         }
 
         // The pod's /dev/shm: a tmpfs of its own unless the pod shares the host's IPC.
-        let shm = if ns.host_ipc {
-            None
-        } else {
-            let shm = dir.join("shm");
+        let shm = if let Some(shm) = shm_dir {
             std::fs::create_dir_all(&shm).map_err(EngineError::io("creating shm dir"))?;
             let opts = format!("mode=1777,size={}", self.cfg.shm_size);
             nix::mount::mount(
@@ -203,27 +243,21 @@ impl Engine {
             .map_err(|e| EngineError::io("mounting the pod's /dev/shm")(e.into()))?;
             let s = shm.clone();
             undo.push("unmount shm", move || unmount(&s));
+            failpoint::hit("sandbox.shm");
             Some(shm)
+        } else {
+            None
         };
 
         // The pod cgroup and the infra's leaf in it. Its undo is registered first so that it
         // runs last, once the infra process is gone (rmdir refuses a cgroup with a process).
-        let cgroup = self.cgroups.pod_cgroup(
-            config
-                .linux
-                .as_ref()
-                .map(|l| l.cgroup_parent.as_str())
-                .unwrap_or(""),
-            &id,
-        );
-        let pause_cgroup = self.cgroups.child_path(&cgroup.path, &id);
         {
             let cg = self.cgroups.clone();
             let (leaf, pod) = (pause_cgroup.clone(), cgroup.clone());
             undo.push("remove pod cgroup", move || {
-                let _ = cg.remove_tree(&leaf);
+                let _ = cg.kill_and_remove_tree(&leaf);
                 if pod.owned {
-                    let _ = cg.remove_tree(&pod.path);
+                    let _ = cg.kill_and_remove_tree(&pod.path);
                 }
             });
         }
@@ -239,8 +273,9 @@ impl Engine {
         let (pid, infra) = if self.cfg.sandbox_image.is_empty() {
             // The built-in pause: cloned straight into its namespaces, then placed.
             let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
-            let (pid, rd) = pause::clone_pause(&self.shim, pause_ns, hn)?;
+            let (pid, rd) = pause::clone_pause(&self.shim, pause_ns, hn, (&id, &self.paths.state))?;
             undo.push("kill pause", move || pause::kill_and_reap(pid));
+            failpoint::hit("sandbox.pause");
             // Moving a task into a cgroup costs about a millisecond per v1 hierarchy (the
             // kernel waits for an RCU grace period on each): do it while the pause execs and
             // sets itself up, not after.
@@ -255,6 +290,7 @@ impl Engine {
             ready?;
             placed?;
             tracing::debug!(pid, cgroup = %pause_cgroup, "pause ready in its cgroup");
+            failpoint::hit("sandbox.placed");
             (pid, None)
         } else {
             // A container of the sandbox image; the runtime puts it in the leaf.
@@ -291,24 +327,16 @@ impl Engine {
         }
 
         tracing::debug!("namespaces pinned");
-        let rec = SandboxRecord {
-            version: RECORD_VERSION,
-            id: id.clone(),
-            name: name.clone(),
-            runtime_handler: runtime.name.clone(),
-            created_at: now_ns(),
-            hostname,
-            namespaces: ns,
-            pause_pid: pid,
-            pause_start,
-            cgroup,
-            pause_cgroup,
-            shm,
-            state: SandboxState::Ready,
-            infra,
-        };
-        record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
+        failpoint::hit("sandbox.pinned");
+        rec.created_at = now_ns();
+        rec.pause_pid = pid;
+        rec.pause_start = pause_start;
+        rec.shm = shm;
+        rec.state = SandboxState::Ready;
+        rec.infra = infra;
+        rec.creating = false;
         record::save(&dir, &rec).map_err(EngineError::io("saving sandbox record"))?;
+        failpoint::hit("sandbox.recorded");
         let sb = Arc::new(Sandbox {
             config,
             rec: Mutex::new(rec),
@@ -341,13 +369,16 @@ impl Engine {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+            let status = proc::zombie_status(pid);
             let res = record::update(&sb.rec, &dir, |r| {
                 let changed = r.state != SandboxState::NotReady;
                 r.state = SandboxState::NotReady;
                 changed
             });
             match res {
-                Ok(Some(rec)) => info!(sandbox_id = %rec.id, "pause exited: sandbox not ready"),
+                Ok(Some(rec)) => {
+                    info!(sandbox_id = %rec.id, pid, ?status, "pause exited: sandbox not ready")
+                }
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "saving sandbox record"),
             }
@@ -372,6 +403,7 @@ impl Engine {
             let _ =
                 tokio::time::timeout(Duration::from_secs(10), proc::wait_exit(rec.pause_pid)).await;
         }
+        failpoint::hit("sandbox.stopping");
         pause::unpin_all(&self.paths.sandbox_state_dir(&id).join("ns"));
         let _ = std::fs::remove_dir(self.paths.sandbox_state_dir(&id));
         if let Some(shm) = &rec.shm {
@@ -395,24 +427,46 @@ impl Engine {
             Err(EngineError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
+        if sb.record().creating {
+            // Left by a crash in RunPodSandbox that start-up could not undo: undo it now.
+            let _op = sb.op.lock().await;
+            let rec = sb.record();
+            let shims = super::sweep::shim_processes(&self.paths.state);
+            self.undo_sandbox(&rec.id, Some(&rec), &shims).await?;
+            self.sandboxes.write().unwrap().remove(&rec.id);
+            self.release_name("sandbox", &rec.name);
+            info!("unfinished pod sandbox removed");
+            return Ok(());
+        }
         self.stop_sandbox(id).await?;
         let _op = sb.op.lock().await;
         let rec = sb.record();
         for c in self.sandbox_containers(&rec.id) {
             self.remove_container(&c.record().id).await?;
         }
+        failpoint::hit("sandbox.removing");
         if let Some(infra) = &rec.infra {
             // Before the sandbox dir goes: its rootfs is mounted there.
             self.remove_infra(&rec, infra).await?;
         }
-        self.cgroups.remove_tree(&rec.pause_cgroup)?;
+        // Whatever still runs in the pod's cgroups is a leftover of peapod's (a container a
+        // crash made it forget): killed, so that the pod can always be removed.
+        self.cgroups.kill_and_remove_tree(&rec.pause_cgroup)?;
         if rec.cgroup.owned {
-            self.cgroups.remove_tree(&rec.cgroup.path)?;
+            self.cgroups.kill_and_remove_tree(&rec.cgroup.path)?;
         }
-        let dir = self.paths.sandbox_dir(&rec.id);
         if let Some(shm) = &rec.shm {
             unmount(shm);
         }
+        // The record goes last: until then a crash leaves a sandbox that recovery knows and a
+        // retried RemovePodSandbox finishes.
+        let state_dir = self.paths.sandbox_state_dir(&rec.id);
+        super::sweep::remove_dir(&state_dir).map_err(EngineError::io("removing sandbox state"))?;
+        let dir = self.paths.sandbox_dir(&rec.id);
+        super::sweep::unmount_all_under(&dir).map_err(EngineError::io("unmounting"))?;
+        std::fs::remove_file(dir.join(record::RECORD_FILE))
+            .or_else(ignore_not_found)
+            .map_err(EngineError::io("removing the sandbox record"))?;
         std::fs::remove_dir_all(&dir)
             .or_else(ignore_not_found)
             .map_err(EngineError::io(format!("removing {}", dir.display())))?;
@@ -420,6 +474,27 @@ impl Engine {
         self.release_name("sandbox", &rec.name);
         info!("pod sandbox removed");
         Ok(())
+    }
+
+    /// The sandbox a retried RunPodSandbox asked for: the ready pod of that name, made from the
+    /// same config with the same handler. Any other holder of the name is left to
+    /// `reserve_name`, which reports it as ALREADY_EXISTS.
+    fn retried_sandbox(
+        &self,
+        name: &str,
+        config: &api::PodSandboxConfig,
+        handler: &str,
+    ) -> Option<String> {
+        let owner = self
+            .names
+            .lock()
+            .unwrap()
+            .get(&format!("sandbox/{name}"))
+            .cloned()?;
+        let sb = self.sandboxes.read().unwrap().get(&owner).cloned()?;
+        let rec = sb.record();
+        (rec.state == SandboxState::Ready && rec.runtime_handler == handler && sb.config == *config)
+            .then_some(owner)
     }
 
     /// Paths a container of this sandbox joins or mounts.
