@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 
-.PHONY: all build release deps run test unit e2e lint bench clean-test
+.PHONY: all build release deps run test test-long unit e2e lint bench clean-test
 
 all: build
 
@@ -32,6 +32,11 @@ run: deps release
 # daemons, runc, namespaces and cgroups.
 test: deps build
 	$(CARGO) test --workspace --no-fail-fast
+
+# The kill -9 churn at ten times its usual length (integration/tests/crash.rs); replay a failed
+# run with PEAPOD_CHURN_SEED=N from its output.
+test-long: deps build
+	PEAPOD_CHURN_KILLS=$${PEAPOD_CHURN_KILLS:-1000} $(CARGO) test -p peapod-integration --test crash -- --nocapture
 
 unit:
 	$(CARGO) test --workspace --lib --bins

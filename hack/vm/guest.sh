@@ -26,6 +26,9 @@ PEAPOD_BIN_DIR="$REPO/target/debug"
 # shellcheck disable=SC1091
 [ -r "$VM/plan.env" ] && . "$VM/plan.env"
 export PEAPOD_BIN_DIR
+# The kill -9 churn of integration/tests/crash.rs: fewer kills under TCG, where each daemon
+# restart takes ten times as long as on the host.
+export PEAPOD_CHURN_KILLS="${PEAPOD_CHURN_KILLS:-20}"
 # Each daemon's log, kept by the harness for a look after the run.
 export PEAPOD_IT_KEEP_LOGS="$VM/logs/daemons"
 # One hung test binary is reported as such and the rest still run (the host's VM_TIMEOUT

@@ -109,6 +109,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Extra TOML appended to the daemon's config (e.g. a [registry] section).
     pub extra_config: String,
+    /// Extra environment for the daemon process (e.g. PEAPOD_FAILPOINT), applied at spawn.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -136,6 +138,7 @@ impl Daemon {
             cgroup_parent: format!("/{}", unique("peapod-it")),
             log: base.join("daemon.log"),
             extra_config: extra.to_string(),
+            env: Vec::new(),
             child: None,
         };
         std::fs::create_dir_all(&d.root).unwrap();
@@ -188,6 +191,7 @@ impl Daemon {
             .arg("--config")
             .arg(self.config_file())
             .args(["daemon", "--log-level", "debug"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -216,6 +220,30 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Waits up to `limit` for the daemon process to end by itself (a failpoint, a kill from
+    /// elsewhere) and reaps it; true when it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while let Some(c) = self.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// True while the daemon process runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -288,6 +316,7 @@ impl Drop for Daemon {
             cgroup_parent: self.cgroup_parent.clone(),
             log: self.log.clone(),
             extra_config: self.extra_config.clone(),
+            env: Vec::new(),
             child: self.child.take(),
         };
         let _ = std::thread::spawn(move || {
@@ -627,5 +656,76 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Daemon {
+    /// Everything of this daemon's that outlives its pods when it should not: mounts under its
+    /// directories, sandbox and container records and state, the runtimes' containers, cgroups
+    /// under its cgroup parent, and live peapod-shim processes (pause or monitor) that belong to
+    /// it. Empty once every pod is removed. Zombies do not count: they have exited, and PID 1
+    /// here does not reap the pauses a killed daemon leaves to it.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for dir in [&self.root, &self.state] {
+            out.extend(mounts_under(dir).into_iter().map(|m| format!("mount {m}")));
+        }
+        for dir in [
+            self.root.join("sandboxes"),
+            self.root.join("containers"),
+            self.state.join("sandboxes"),
+            self.state.join("containers"),
+        ] {
+            if let Ok(it) = std::fs::read_dir(&dir) {
+                out.extend(it.flatten().map(|e| format!("file {}", e.path().display())));
+            }
+        }
+        if let Ok(handlers) = std::fs::read_dir(self.state.join("runtime")) {
+            for h in handlers.flatten() {
+                if let Ok(it) = std::fs::read_dir(h.path()) {
+                    out.extend(
+                        it.flatten()
+                            .filter(|e| e.path().is_dir())
+                            .map(|e| format!("runtime state {}", e.path().display())),
+                    );
+                }
+            }
+        }
+        for m in cgroup_mounts() {
+            let parent = m.join(self.cgroup_parent.trim_start_matches('/'));
+            if let Ok(it) = std::fs::read_dir(&parent) {
+                out.extend(
+                    it.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| format!("cgroup {}", e.path().display())),
+                );
+            }
+        }
+        out.extend(
+            self.shim_processes()
+                .into_iter()
+                .map(|(pid, cmd)| format!("process {pid}: {cmd}")),
+        );
+        out
+    }
+
+    /// Live (not zombie) peapod-shim processes whose command line names this daemon's state
+    /// directory, with their command lines.
+    pub fn shim_processes(&self) -> Vec<(i32, String)> {
+        let state = self.state.to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.starts_with("peapod-shim ") && cmd.contains(&state) && pid_alive(pid) {
+                out.push((pid, cmd));
+            }
+        }
+        out
     }
 }
