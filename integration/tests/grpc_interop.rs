@@ -3,14 +3,19 @@
 //! %-encoded without its leading slash (Python grpcio), `localhost` (grpc-go's unix:// targets)
 //! or nothing. peapod's h2 treats an :authority that does not parse as absent (third_party/h2).
 //!
-//! The spellings are sent byte for byte as raw HTTP/2 frames, since no Rust client sends them.
+//! The spellings are sent byte for byte as raw HTTP/2 frames, since no Rust client sends them;
+//! then real clients run: Python grpcio (a venv under the target dir, from PyPI), grpc-go
+//! (Debian's golang-google-grpc-dev, built in GOPATH mode) and crictl when there is one.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use peapod::api::*;
 use peapod_integration::*;
+use sha2::{Digest, Sha256};
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(9 + payload.len());
@@ -145,5 +150,263 @@ async fn every_authority_spelling_is_served() {
             "no response message for {show}: {seen:?}"
         );
     }
+    d.cleanup().await;
+}
+
+/// Where the tests keep the clients they build: beside the binaries' debug dir.
+fn clients_dir() -> PathBuf {
+    bin_dir().parent().unwrap().join("grpc-clients")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A venv with grpcio and the CRI API compiled by its grpc_tools.protoc.
+struct Grpcio {
+    python: PathBuf,
+    generated: PathBuf,
+}
+
+/// The grpcio venv under the target dir: made once (pip from PyPI), then reused while its
+/// stamp (the packages and the proto's hash) matches. None, after printing SKIP, when pip
+/// cannot reach the package index.
+fn grpcio_venv() -> Option<Grpcio> {
+    let dir = clients_dir().join("python");
+    let venv = dir.join("venv");
+    let generated = dir.join("generated");
+    let python = venv.join("bin/python");
+    let stamp = dir.join("stamp");
+    let proto = workspace().join("proto/api.proto");
+    const PACKAGES: [&str; 2] = ["grpcio", "grpcio-tools"];
+    let want = format!(
+        "{}\n{}\n",
+        PACKAGES.join(" "),
+        hex::encode(Sha256::digest(std::fs::read(&proto).unwrap()))
+    );
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Some(Grpcio { python, generated });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&generated).unwrap();
+    let out = run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    assert!(out.status.success(), "python3 -m venv: {}", text(&out));
+    let out = run(Command::new(&python)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+        .args(PACKAGES));
+    if !out.status.success() {
+        let why = text(&out);
+        let offline = [
+            "NewConnectionError",
+            "Failed to establish a new connection",
+            "Temporary failure in name resolution",
+            "Network is unreachable",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "ProxyError",
+            "No matching distribution found",
+        ]
+        .iter()
+        .any(|s| why.contains(s));
+        assert!(offline, "pip install {}: {why}", PACKAGES.join(" "));
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!(
+            "SKIP: pip cannot reach the package index to install {}; this test did not run:\n{why}",
+            PACKAGES.join(" ")
+        );
+        return None;
+    }
+    let out = run(Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(proto.parent().unwrap())
+        .arg(format!("--python_out={}", generated.display()))
+        .arg(format!("--grpc_python_out={}", generated.display()))
+        .arg(&proto));
+    assert!(out.status.success(), "grpc_tools.protoc: {}", text(&out));
+    std::fs::write(&stamp, want).unwrap();
+    Some(Grpcio { python, generated })
+}
+
+/// Python grpcio with default channel options on unix://SOCKET: Version, then a pod run,
+/// stopped and removed (integration/py/cri_client.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_client_runs_a_pod() {
+    if !require_root() {
+        return;
+    }
+    let Some(py) = tokio::task::spawn_blocking(grpcio_venv).await.unwrap() else {
+        return;
+    };
+    let d = Daemon::start().await;
+    let logs = d.root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut cmd = Command::new(&py.python);
+    cmd.arg(workspace().join("integration/py/cri_client.py"))
+        .arg(&py.generated)
+        .arg(&d.socket)
+        .arg(&logs);
+    let out = tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cri_client.py failed: {}\n--- daemon log ---\n{}",
+        text(&out),
+        d.log_text()
+    );
+    let calls: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    eprintln!("grpcio: {calls:?}");
+    let names: Vec<&str> = calls.iter().map(|c| c["call"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Version",
+            "RunPodSandbox",
+            "PodSandboxStatus",
+            "StopPodSandbox",
+            "PodSandboxStatus",
+            "RemovePodSandbox",
+            "ListPodSandbox"
+        ]
+    );
+    assert_eq!(calls[0]["runtime_name"], "peapod", "{}", calls[0]);
+    assert_eq!(calls[0]["runtime_api_version"], "v1", "{}", calls[0]);
+    let pod = calls[1]["pod_sandbox_id"].as_str().unwrap();
+    assert!(!pod.is_empty());
+    assert_eq!(calls[2]["id"], pod);
+    assert_eq!(calls[2]["state"], "SANDBOX_READY");
+    assert_eq!(calls[4]["state"], "SANDBOX_NOTREADY");
+    assert_eq!(calls[6]["ids"], serde_json::json!([]));
+    d.cleanup().await;
+}
+
+/// integration/go/cri_client.go, built with Debian's Go and grpc-go in GOPATH mode (offline;
+/// the build cache under the target dir makes rebuilds quick).
+fn go_client() -> PathBuf {
+    let dir = clients_dir().join("go");
+    let bin = dir.join("cri_client");
+    let out = run(Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(workspace().join("integration/go"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOCACHE", dir.join("cache")));
+    assert!(
+        out.status.success(),
+        "go build integration/go (Debian packages golang-go and golang-google-grpc-dev; \
+         hack/deps.sh installs them): {}",
+        text(&out)
+    );
+    bin
+}
+
+/// grpc-go with default dial options, on a unix:// target and on the bare path with a context
+/// dialer: each Version call is answered. Shows the :authority each way sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_go_client_calls_version() {
+    if !require_root() {
+        return;
+    }
+    let bin = tokio::task::spawn_blocking(go_client).await.unwrap();
+    let d = Daemon::start().await;
+    for mode in ["unix", "dialer"] {
+        let mut cmd = Command::new(&bin);
+        cmd.arg(mode).arg(&d.socket);
+        let out = tokio::task::spawn_blocking(move || run(&mut cmd))
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "grpc-go {mode}: {}\n--- daemon log ---\n{}",
+            text(&out),
+            d.log_text()
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let mut lines = stdout.lines();
+        let authority = lines.next().unwrap_or_default();
+        eprintln!("grpc-go {mode}: sends {authority}");
+        let fields: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once('=')).collect();
+        let field = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        assert!(authority.starts_with("authority"), "{stdout}");
+        assert_eq!(field("runtime_name"), Some("peapod"), "{mode}: {stdout}");
+        assert_eq!(field("runtime_api_version"), Some("v1"), "{mode}: {stdout}");
+    }
+    d.cleanup().await;
+}
+
+/// $CRICTL, else crictl on PATH.
+fn crictl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRICTL") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("crictl"))
+        .find(|p| p.is_file())
+}
+
+/// `crictl version` and `crictl pods`, when there is a crictl ($CRICTL or on PATH).
+#[tokio::test(flavor = "multi_thread")]
+async fn crictl_version_and_pods() {
+    if !require_root() {
+        return;
+    }
+    let Some(crictl) = crictl() else {
+        eprintln!("SKIP: no crictl ($CRICTL or on PATH); this test did not run");
+        return;
+    };
+    let d = Daemon::start().await;
+    let mut rt = d.rt().await;
+    let logs = d.root.join("logs");
+    let (pod, _) = run_pod(&mut rt, pod_config("crictl", &logs), vec![]).await;
+    let endpoint = format!("unix://{}", d.socket.display());
+    let crictl_run = |args: &'static [&'static str]| {
+        let mut cmd = Command::new(&crictl);
+        cmd.args(["--runtime-endpoint", &endpoint, "--timeout", "30s"])
+            .args(args);
+        async move {
+            let out = tokio::task::spawn_blocking(move || run(&mut cmd))
+                .await
+                .unwrap();
+            assert!(out.status.success(), "crictl {args:?}: {}", text(&out));
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let version = crictl_run(&["version"]).await;
+    eprintln!("crictl version:\n{version}");
+    assert!(
+        version
+            .lines()
+            .any(|l| l.split_whitespace().eq(["RuntimeName:", "peapod"])),
+        "{version}"
+    );
+    let pods = crictl_run(&["pods"]).await;
+    eprintln!("crictl pods:\n{pods}");
+    let row = pods
+        .lines()
+        .find(|l| pod.starts_with(l.split_whitespace().next().unwrap_or("-")))
+        .unwrap_or_else(|| panic!("pod {pod} not listed:\n{pods}"));
+    assert!(row.contains("crictl") && row.contains("Ready"), "{row}");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
     d.cleanup().await;
 }
