@@ -5,6 +5,8 @@
 #   busybox-static  the fixture images' userland (hack/fixtures.py)
 #   gcc libc6-dev   static test helpers (System V IPC tool)
 #   python3         hack/fixtures.py, hack/push.py
+#   python3-venv    the grpcio client test's venv, where python3 has no venv of its own
+#   golang-go golang-google-grpc-dev  the grpc-go client test (built offline, GOPATH mode)
 #   docker-registry a registry on loopback for the image tests
 #   apache2-utils   htpasswd, for the registry with basic auth
 #   iproute2 util-linux  inspection in tests and on nodes
@@ -15,6 +17,9 @@ command -v runc >/dev/null || need+=(runc)
 command -v gcc >/dev/null || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/google.golang.org/grpc ] || need+=(golang-google-grpc-dev)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v ip >/dev/null || need+=(iproute2)

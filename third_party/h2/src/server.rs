@@ -1702,22 +1702,18 @@ impl proto::Peer for Peer {
         // header
         if let Some(authority) = pseudo.authority {
             let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            // peapod: gRPC clients on a unix socket (grpc-go before kubelet 1.26 and crictl /
-            // critest 1.26, grpc-java, grpc-python) send the socket's path, sometimes
-            // %-encoded, as :authority. It names no host, so treat it as absent rather than
-            // resetting the stream (hyperium/h2#487).
-            let raw = authority.as_str();
-            if maybe_authority.is_err() && (raw.starts_with('/') || raw.starts_with("%2F")) {
-                tracing::debug!("ignoring a socket path as :authority ({:?})", authority);
-            } else {
-                parts.authority = Some(maybe_authority.or_else(|why| {
-                    malformed!(
-                        "malformed headers: malformed authority ({:?}): {}",
-                        authority,
-                        why,
-                    )
-                })?);
-            }
+            // peapod: an :authority that does not parse is treated as absent instead of
+            // resetting the stream (hyperium/h2#487, grpc/grpc-java#12664). gRPC clients on a
+            // unix socket put the socket there in spellings that name no host: its path
+            // (grpc-java, grpc-go as in crictl 1.26), the path %-encoded without its leading
+            // slash (grpcio), and others. To be dropped once upstream h2 accepts them.
+            parts.authority = match maybe_authority {
+                Ok(authority) => Some(authority),
+                Err(why) => {
+                    tracing::debug!("ignoring malformed :authority ({:?}): {}", authority, why);
+                    None
+                }
+            };
         }
 
         // A :scheme is required, except CONNECT.
