@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Largest content of one record (the kubelet's and containerd's 16 KiB).
 pub const MAX_RECORD: usize = 16 * 1024;
@@ -166,6 +166,15 @@ impl LineSplitter {
     }
 }
 
+/// Opens (creating) a log file for appending, mode 0640; std always adds O_CLOEXEC.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
 /// Appends one formatted record to `out`.
 pub fn format_record(out: &mut Vec<u8>, ts: &[u8], stream: &str, tag: Tag, content: &[u8]) {
     out.reserve(ts.len() + stream.len() + content.len() + 5);
@@ -205,13 +214,7 @@ impl CriLog {
 
     fn open_file(&mut self) -> Option<File> {
         let path = self.path.as_ref()?;
-        // std always adds O_CLOEXEC.
-        match OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-        {
+        match open_append(path) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("peapod-shim: opening log {}: {e}", path.display());
@@ -220,12 +223,25 @@ impl CriLog {
         }
     }
 
-    /// Opens the log path again (after the kubelet rotated the file away). If that fails, the
-    /// old file is kept, so nothing is lost that could still be written somewhere.
-    pub fn reopen(&mut self) {
-        if let Some(f) = self.open_file() {
-            self.file = Some(f);
-            self.warned = false;
+    /// Opens the log path again (after the kubelet rotated the file away). Queued records are
+    /// written first, to the file they were read for. If the open fails, the old file is kept,
+    /// so nothing is lost that could still be written somewhere, and the reason is returned.
+    pub fn reopen(&mut self) -> Result<(), String> {
+        self.flush();
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        match open_append(path) {
+            Ok(f) => {
+                self.file = Some(f);
+                self.warned = false;
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("opening log {}: {e}", path.display());
+                eprintln!("peapod-shim: {msg}");
+                Err(msg)
+            }
         }
     }
 
@@ -376,5 +392,39 @@ mod tests {
             "2026-11-22T20:06:29.123456789Z stdout F hello\n\
              2026-11-22T20:06:29.123456789Z stderr P \n"
         );
+    }
+
+    #[test]
+    fn reopen_follows_a_rename_and_keeps_the_old_file_on_error() {
+        let d = std::env::temp_dir().join(format!("peapod-shim-crilog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("logs")).unwrap();
+        let path = d.join("logs/ctr.log");
+        let mut log = CriLog::open(Some(path.clone()));
+        let ts = format_timestamp(0, 0);
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        log.record(&ts, "stdout", Tag::Full, b"one");
+        std::fs::rename(&path, d.join("logs/ctr.log.1")).unwrap();
+        // The queued record belongs to the file it was read for: the rotated one.
+        log.reopen().unwrap();
+        log.record(&ts, "stderr", Tag::Full, b"two");
+        log.flush();
+        assert_eq!(
+            read(&d.join("logs/ctr.log.1")),
+            format!("{} stdout F one\n", "1970-01-01T00:00:00.000000000Z")
+        );
+        assert_eq!(read(&path), "1970-01-01T00:00:00.000000000Z stderr F two\n");
+        // The directory is gone: an error, and the current file stays in use.
+        std::fs::rename(d.join("logs"), d.join("moved")).unwrap();
+        let err = log.reopen().unwrap_err();
+        assert!(
+            err.starts_with(&format!("opening log {}: ", path.display())),
+            "{err}"
+        );
+        log.record(&ts, "stdout", Tag::Full, b"three");
+        log.flush();
+        assert!(read(&d.join("moved/ctr.log")).ends_with(" stdout F three\n"));
+        assert!(CriLog::open(None).reopen().is_ok());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

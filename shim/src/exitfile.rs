@@ -59,24 +59,9 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Replaces `path` with `contents` atomically and durably: readers see the old state or the
-/// whole new file, never a part of it.
+/// whole new file, never a part of it, and so does anyone after a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = tmp_path(path);
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return res;
-    }
+    write_then_rename(path, contents, true)?;
     // Make the rename itself durable; the file is in place either way, so failures here are
     // not worth reporting as a failed write.
     let dir = match path.parent() {
@@ -87,6 +72,35 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Replaces `path` with `contents` atomically for readers, but without fsync: for files that
+/// only a live reader cares about (the log-reopen acknowledgement, `logack.rs`).
+pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_then_rename(path, contents, false)
+}
+
+/// Writes `<path>.tmp` (fsynced if `sync`) and renames it over `path`; no `.tmp` is left on
+/// error.
+fn write_then_rename(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        if sync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 #[cfg(test)]
@@ -159,6 +173,10 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two\n");
         assert!(!tmp_path(&p).exists());
         assert!(write_atomic(&dir.join("missing/exit"), b"x").is_err());
+        replace(&p, b"three\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"three\n");
+        assert!(!tmp_path(&p).exists());
+        assert!(replace(&dir.join("missing/exit"), b"x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! Subcommands (see `args.rs` for the exact syntax):
 //! - `pause`: the pod's infra process, holding the pod's namespaces (`pause.rs`);
 //! - `monitor`: one per container: runs `RUNTIME create`, copies the container's output to a
-//!   CRI log, reaps the container and writes its exit file (`monitor.rs`).
+//!   CRI log, reopens it on SIGUSR1 with an acknowledgement (`logack.rs`), reaps the container
+//!   and writes its exit file (`monitor.rs`).
 //!
 //! Both report to the daemon on fd 3 with one line (`syncfd.rs`). A command-line error is also
 //! reported there, as `error <message>`, with exit status 2.
@@ -13,6 +14,7 @@ mod args;
 mod console;
 mod crilog;
 mod exitfile;
+mod logack;
 mod monitor;
 mod pause;
 mod runtimelog;

@@ -10,6 +10,11 @@
 //!   open for a later attach. With `--tty` the runtime makes a pty and sends its master over
 //!   the console socket (see `console.rs`); the master is read as the stdout stream.
 //! - Output goes to `--log-path` in the CRI format (`crilog.rs`); SIGUSR1 reopens that file.
+//!   Each reopen is acknowledged in `<bundle>/log-reopened` (`logack.rs`): `<seq> reopening`
+//!   before the open, then `<seq> ok` or `<seq> error <message>`, written atomically. The
+//!   monitor writes `0 ok` there before `RUNTIME create`, so the daemon can tell a monitor that
+//!   acknowledges from one that does not, and waits for a sequence above the one it read
+//!   before signalling. SIGUSR1s read together are served by one reopen.
 //! - The monitor is a child subreaper, so the container init (forked by `RUNTIME create`, which
 //!   exits) becomes its child. When the init is reaped, the remaining output is drained and the
 //!   exit file (`exitfile.rs`) is written; then the monitor exits 0.
@@ -27,6 +32,7 @@ use crate::args::MonitorOpts;
 use crate::console::ConsoleSocket;
 use crate::crilog::{self, CriLog, LineSplitter, Tag};
 use crate::exitfile::{self, Exit};
+use crate::logack::ReopenAck;
 use crate::runtimelog;
 use crate::syncfd::SyncPipe;
 use crate::sys;
@@ -46,12 +52,20 @@ pub fn run(opts: &MonitorOpts) -> i32 {
         Ok(fd) => fd,
         Err(msg) => return fail(sync, &msg),
     };
+    // Before the container exists, so a failure needs no cleanup.
+    let mut ack = match ReopenAck::start(&opts.bundle) {
+        Ok(a) => a,
+        Err(e) => {
+            let path = opts.bundle.join(crate::logack::FILE);
+            return fail(sync, &format!("writing {}: {e}", path.display()));
+        }
+    };
     let created = match create(opts) {
         Ok(c) => c,
         Err(msg) => return fail(sync, &msg),
     };
     sync.created(created.init_pid);
-    let (ended, finished_at_ns) = watch(opts, &sigfd, created);
+    let (ended, finished_at_ns) = watch(opts, &sigfd, created, &mut ack);
     let line = exitfile::encode(ended.pid, ended.exit, finished_at_ns);
     if let Err(e) = exitfile::write_atomic(&opts.exit_file, line.as_bytes()) {
         eprintln!(
@@ -300,7 +314,12 @@ fn timestamp() -> [u8; crilog::TIMESTAMP_LEN] {
 
 /// The event loop: copies output to the log until the init is reaped, then drains what is
 /// left. Returns how the init ended and when (ns since the epoch).
-fn watch(opts: &MonitorOpts, sigfd: &OwnedFd, created: Created) -> (Ended, u128) {
+fn watch(
+    opts: &MonitorOpts,
+    sigfd: &OwnedFd,
+    created: Created,
+    ack: &mut ReopenAck,
+) -> (Ended, u128) {
     let Created {
         init_pid,
         mut streams,
@@ -331,7 +350,7 @@ fn watch(opts: &MonitorOpts, sigfd: &OwnedFd, created: Created) -> (Ended, u128)
             }
         }
         if fds[0].revents != 0 {
-            if let Some(end) = handle_signals(sigfd, init_pid, &mut log) {
+            if let Some(end) = handle_signals(sigfd, init_pid, &mut log, ack) {
                 break end;
             }
         }
@@ -345,11 +364,17 @@ fn watch(opts: &MonitorOpts, sigfd: &OwnedFd, created: Created) -> (Ended, u128)
 }
 
 /// Handles the pending signals; returns the init's end once it was reaped.
-fn handle_signals(sigfd: &OwnedFd, init_pid: i32, log: &mut CriLog) -> Option<(Ended, u128)> {
+fn handle_signals(
+    sigfd: &OwnedFd,
+    init_pid: i32,
+    log: &mut CriLog,
+    ack: &mut ReopenAck,
+) -> Option<(Ended, u128)> {
     let mut sigchld = false;
+    let mut reopen = false;
     loop {
         match sys::read_signalfd(sigfd.as_raw_fd()) {
-            Ok(Some(sig)) if sig == libc::SIGUSR1 as u32 => log.reopen(),
+            Ok(Some(sig)) if sig == libc::SIGUSR1 as u32 => reopen = true,
             Ok(Some(_)) => sigchld = true,
             Ok(None) => break,
             Err(e) => {
@@ -359,6 +384,11 @@ fn handle_signals(sigfd: &OwnedFd, init_pid: i32, log: &mut CriLog) -> Option<(E
                 break;
             }
         }
+    }
+    if reopen {
+        // One reopen for every SIGUSR1 read above: it is announced after all of them were
+        // read, so it comes after each sender's rename (logack.rs explains why that holds).
+        ack.reopen(log);
     }
     if !sigchld {
         return None;

@@ -192,8 +192,11 @@ impl Bundle {
             fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         fs::create_dir_all(dir.join("runc-root")).unwrap();
+        fs::create_dir_all(dir.join("logs")).unwrap();
         fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
-        for applet in ["sh", "echo", "sleep", "ls", "cat", "printf", "seq"] {
+        for applet in [
+            "sh", "echo", "sleep", "usleep", "ls", "cat", "printf", "seq",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
         let args: Vec<String> = args.iter().map(|a| json_str(a)).collect();
@@ -256,7 +259,7 @@ impl Bundle {
         let bundle = self.path("bundle").display().to_string();
         let exit = self.path("exit").display().to_string();
         let rlog = self.path("runtime.log").display().to_string();
-        let log = self.path("ctr.log").display().to_string();
+        let log = self.path("logs/ctr.log").display().to_string();
         let root = self.runc_root();
         let mut args = vec![
             "monitor",
@@ -321,22 +324,32 @@ impl Bundle {
 
     /// The CRI log as (stream, tag, content) records, each line's format checked.
     fn log_records(&self) -> Vec<(String, String, String)> {
-        let text = fs::read_to_string(self.path("ctr.log")).unwrap_or_default();
-        text.lines()
-            .map(|line| {
-                let mut parts = line.splitn(4, ' ');
-                let ts = parts.next().unwrap();
-                assert_eq!(ts.len(), 30, "timestamp in {line:?}");
-                assert!(ts.ends_with('Z') && &ts[10..11] == "T" && &ts[19..20] == ".");
-                let stream = parts.next().unwrap().to_owned();
-                let tag = parts.next().unwrap().to_owned();
-                let content = parts.next().expect("content").to_owned();
-                assert!(stream == "stdout" || stream == "stderr", "{line:?}");
-                assert!(tag == "F" || tag == "P", "{line:?}");
-                (stream, tag, content)
-            })
-            .collect()
+        records(&self.path("logs/ctr.log"))
     }
+
+    /// The monitor's log-reopen acknowledgement (`<bundle>/log-reopened`).
+    fn ack(&self) -> String {
+        fs::read_to_string(self.path("bundle/log-reopened")).unwrap_or_default()
+    }
+}
+
+/// A CRI log file as (stream, tag, content) records, each line's format checked.
+fn records(path: &Path) -> Vec<(String, String, String)> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let ts = parts.next().unwrap();
+            assert_eq!(ts.len(), 30, "timestamp in {line:?}");
+            assert!(ts.ends_with('Z') && &ts[10..11] == "T" && &ts[19..20] == ".");
+            let stream = parts.next().unwrap().to_owned();
+            let tag = parts.next().unwrap().to_owned();
+            let content = parts.next().expect("content").to_owned();
+            assert!(stream == "stdout" || stream == "stderr", "{line:?}");
+            assert!(tag == "F" || tag == "P", "{line:?}");
+            (stream, tag, content)
+        })
+        .collect()
 }
 
 impl Drop for Bundle {
@@ -640,6 +653,8 @@ fn sigusr1_reopens_log_and_termination_signals_are_ignored() {
         false,
     );
     let (mut mon, _) = b.create(&[]);
+    // Written before the container was created: this monitor acknowledges reopens.
+    assert_eq!(b.ack(), "0 ok\n");
     assert!(b.runc(&["start"]).success());
     let deadline = Instant::now() + TIMEOUT;
     while b.log_records().is_empty() {
@@ -652,25 +667,108 @@ fn sigusr1_reopens_log_and_termination_signals_are_ignored() {
         unsafe { libc::kill(mon.id() as i32, sig) };
     }
     // Rotate like the kubelet: rename, then ask for a reopen.
-    fs::rename(b.path("ctr.log"), b.path("ctr.log.1")).unwrap();
+    fs::rename(b.path("logs/ctr.log"), b.path("logs/ctr.log.1")).unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(mon.id() as i32, libc::SIGUSR1) };
-    while !b.path("ctr.log").exists() {
-        assert!(Instant::now() < deadline, "log not reopened");
-        std::thread::sleep(Duration::from_millis(20));
+    while b.ack() != "1 ok\n" {
+        assert!(
+            Instant::now() < deadline,
+            "reopen not acknowledged: {:?}",
+            b.ack()
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
+    // Acknowledged means done: the new file is there.
+    assert!(b.path("logs/ctr.log").exists());
     assert!(
         mon.try_wait().unwrap().is_none(),
         "monitor died of a signal"
     );
     fs::write(b.path("bundle/rootfs/go"), "").unwrap();
     assert_eq!(wait_timeout(&mut mon).code(), Some(0));
-    let old = fs::read_to_string(b.path("ctr.log.1")).unwrap();
+    let old = fs::read_to_string(b.path("logs/ctr.log.1")).unwrap();
     let recs = b.log_records();
     assert!(old.ends_with(" stdout F one\n"), "{old:?}");
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert!(has(&recs, "stdout", "F", "two"), "{recs:?}");
     assert_eq!(b.exit_file().exit_code, 0);
+    assert!(!b.path("bundle/log-reopened.tmp").exists());
+}
+
+/// Parses an acknowledgement line: (sequence, rest).
+fn parse_ack(text: &str) -> (u64, String) {
+    let line = text
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("ack {text:?}"));
+    let (seq, rest) = line.split_once(' ').unwrap();
+    (seq.parse().unwrap(), rest.to_owned())
+}
+
+/// Sends SIGUSR1 the way the daemon does and waits for the acknowledgement that answers it:
+/// read the sequence, signal, wait for a finished state above it. Returns the state.
+fn reopen(b: &Bundle, mon: &Child) -> String {
+    let (before, _) = parse_ack(&b.ack());
+    // SAFETY: plain kill(2) of our child.
+    assert_eq!(unsafe { libc::kill(mon.id() as i32, libc::SIGUSR1) }, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (seq, state) = parse_ack(&b.ack());
+        if seq > before && state != "reopening" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "no ack above {before}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn reopen_acknowledgements_under_rotation() {
+    if skip("reopen_acknowledgements_under_rotation", true) {
+        return;
+    }
+    // Numbered lines, 20 at a time with a short pause, until the test creates /go.
+    let script = "i=0; while [ ! -e /go ]; do for j in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 \
+                  17 18 19 20; do i=$((i+1)); echo $i; done; usleep 500; done";
+    let b = Bundle::new("rotate", &["sh", "-c", script], false);
+    let (mut mon, _) = b.create(&[]);
+    assert!(b.runc(&["start"]).success());
+    let log = b.path("logs/ctr.log");
+    let mut files = Vec::new();
+    for k in 0..200 {
+        let rotated = b.path(&format!("logs/ctr.log.{k}"));
+        fs::rename(&log, &rotated).unwrap();
+        files.push(rotated);
+        assert_eq!(reopen(&b, &mon), "ok");
+        assert!(log.exists(), "rotation {k}: acknowledged, but no new file");
+    }
+    // A reopen that cannot be done: the log's directory is gone. Reported, and the monitor
+    // keeps writing to the file it has; once the directory is back, rotation works again.
+    fs::rename(b.path("logs"), b.path("logs.away")).unwrap();
+    let state = reopen(&b, &mon);
+    let want = format!(
+        "error opening log {}: No such file or directory",
+        log.display()
+    );
+    assert!(state.starts_with(&want), "{state:?}");
+    fs::rename(b.path("logs.away"), b.path("logs")).unwrap();
+    let rotated = b.path("logs/ctr.log.last");
+    fs::rename(&log, &rotated).unwrap();
+    files.push(rotated);
+    assert_eq!(reopen(&b, &mon), "ok");
+    files.push(log);
+    fs::write(b.path("bundle/rootfs/go"), "").unwrap();
+    assert_eq!(wait_timeout(&mut mon).code(), Some(0));
+    // Every line exactly once, in order, across the rotated files and the current one.
+    let mut n = 0u64;
+    for f in &files {
+        for (stream, tag, content) in records(f) {
+            assert_eq!((stream.as_str(), tag.as_str()), ("stdout", "F"));
+            n += 1;
+            assert_eq!(content, n.to_string(), "in {}", f.display());
+        }
+    }
+    assert!(n > 1000, "only {n} lines written");
+    assert_eq!(parse_ack(&b.ack()), (202, "ok".to_owned()));
 }
 
 /// VmRSS of a process, in KiB.

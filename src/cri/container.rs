@@ -176,7 +176,7 @@ impl CriServer {
         out
     }
 
-    pub(super) fn reopen_container_log_impl(
+    pub(super) async fn reopen_container_log_impl(
         &self,
         r: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
@@ -184,7 +184,10 @@ impl CriServer {
         if id.is_empty() {
             return Err(missing("container_id"));
         }
-        self.engine.reopen_container_log(id).map_err(to_status)?;
+        self.engine
+            .reopen_container_log(id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ReopenContainerLogResponse {}))
     }
 }

@@ -186,7 +186,7 @@ impl RuntimeService for CriServer {
         &self,
         r: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        self.reopen_container_log_impl(r)
+        self.reopen_container_log_impl(r).await
     }
     async fn exec_sync(
         &self,

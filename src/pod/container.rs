@@ -521,8 +521,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Asks the container's monitor to reopen its log file (CRI ReopenContainerLog).
-    pub fn reopen_container_log(&self, id: &str) -> Result<()> {
+    /// Has the container's monitor reopen its log file (CRI ReopenContainerLog) and returns
+    /// once it has: the kubelet renames the log, calls this, then expects the new file (and
+    /// renames the old one back on error).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
         let rec = self.container(id)?.record();
         if rec.state() != ContainerState::Running {
             return Err(EngineError::FailedPrecondition(format!(
@@ -530,8 +532,16 @@ impl Engine {
                 rec.id
             )));
         }
-        monitor::reopen_log(rec.monitor_pid)
-            .map_err(|e| EngineError::io("signalling the monitor")(e.into()))
+        let bundle = self.paths.bundle_dir(&rec.id);
+        monitor::reopen_log(&rec.id, rec.monitor_pid, rec.monitor_start, &bundle)
+            .await
+            .map_err(|e| match e {
+                // The log's directory is gone, or the container ended meanwhile.
+                monitor::MonitorError::LogReopen { .. } => {
+                    EngineError::FailedPrecondition(e.to_string())
+                }
+                e => e.into(),
+            })
     }
 }
 
