@@ -542,3 +542,69 @@ async fn churn_with_random_kills_loses_and_leaks_nothing() {
     assert_clean(&d, "after the churn");
     d.cleanup().await;
 }
+
+/// The leak this suite was written for: container directories left with `rootfs upper work`
+/// but no record (what an older daemon could leave after a kill -9), while their monitors and
+/// processes still run and their rootfs is still mounted. A restart must end them, and the
+/// pod must then be removable.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_without_records_are_swept_and_their_pod_removable() {
+    if !require_root() {
+        return;
+    }
+    let mut d = Daemon::start().await;
+    let logs = d.root.parent().unwrap().join("logs");
+    let cfg = pod_config("orphans", &logs);
+    let mut rt = d.rt().await;
+    let (pod, ids) = run_pod(
+        &mut rt,
+        cfg,
+        vec![sleeper("kept"), sleeper("lost-1"), sleeper("lost-2")],
+    )
+    .await;
+    let mut pids = Vec::new();
+    for id in &ids {
+        pids.push(container_pid(&mut rt, id).await);
+    }
+    d.kill();
+    // Two containers lose their records (and one its bundle too); the first keeps its own.
+    for id in &ids[1..] {
+        let dir = d.root.join("containers").join(id);
+        std::fs::remove_file(dir.join("record.json")).unwrap();
+        std::fs::remove_file(dir.join("config.pb")).unwrap();
+    }
+    std::fs::remove_dir_all(d.state.join("containers").join(&ids[2])).unwrap();
+    d.spawn().await;
+    let mut rt = d.rt().await;
+    let listed: Vec<_> = list_containers(&mut rt)
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[0].clone()],
+        "only the recorded container is listed"
+    );
+    assert!(pid_alive(pids[0].0), "the recorded container keeps running");
+    for (i, (pid, monitor)) in pids.iter().enumerate().skip(1) {
+        assert!(
+            !pid_alive(*pid),
+            "container {i} without a record still runs"
+        );
+        assert!(
+            !pid_alive(*monitor),
+            "monitor {i} without a record still runs"
+        );
+        let dir = d.root.join("containers").join(&ids[i]);
+        assert!(!dir.exists(), "{} is left", dir.display());
+        assert!(mounts_under(&dir).is_empty());
+    }
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("RemovePodSandbox after the sweep");
+    assert_clean(&d, "after removing the pod");
+    d.cleanup().await;
+}

@@ -28,6 +28,9 @@ use super::{Container, Engine, EngineError, Result, Sandbox};
 use crate::api;
 use crate::config::CgroupDriver;
 
+/// How long a monitor gets to exit by itself once its container is gone.
+const MONITOR_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub(super) async fn recover(engine: &Arc<Engine>) {
     let t0 = std::time::Instant::now();
     let shims = sweep::shim_processes(&engine.paths.state);
@@ -248,21 +251,30 @@ impl Engine {
         shims: &[ShimProc],
     ) -> Result<()> {
         let infra_bundle = self.infra_bundle(id);
-        for p in shims.iter().filter(|p| p.id == id) {
-            match p.kind {
-                ShimKind::Pause => sweep::kill(p),
-                ShimKind::Monitor if p.bundle.as_deref() == Some(infra_bundle.as_path()) => {
-                    kill_monitor(p)
-                }
-                ShimKind::Monitor => {}
-            }
+        let infra_monitors: Vec<ShimProc> = shims
+            .iter()
+            .filter(|p| {
+                p.id == id
+                    && p.kind == ShimKind::Monitor
+                    && p.bundle.as_deref() == Some(infra_bundle.as_path())
+            })
+            .cloned()
+            .collect();
+        // An infra container first (through its monitor, as an app container), then the pause:
+        // the init of the pod's PID namespace goes last.
+        self.end_container(id, rec.map(|r| r.pause_cgroup.as_str()), &infra_monitors)
+            .await?;
+        for p in shims
+            .iter()
+            .filter(|p| p.id == id && p.kind == ShimKind::Pause)
+        {
+            sweep::kill(p);
         }
         if let Some(r) = rec {
             if proc::is_alive(r.pause_pid, r.pause_start) {
                 super::pause::kill_and_reap(r.pause_pid);
             }
         }
-        self.delete_runtime_state(id).await?;
         match rec {
             Some(r) => {
                 self.cgroups.kill_and_remove_tree(&r.pause_cgroup)?;
@@ -292,30 +304,64 @@ impl Engine {
         shims: &[ShimProc],
     ) -> Result<()> {
         let bundle = self.paths.bundle_dir(id);
-        for p in shims.iter().filter(|p| {
-            p.kind == ShimKind::Monitor
-                && p.id == id
-                && p.bundle.as_deref() == Some(bundle.as_path())
-        }) {
-            kill_monitor(p);
+        let mut monitors: Vec<ShimProc> = shims
+            .iter()
+            .filter(|p| {
+                p.kind == ShimKind::Monitor
+                    && p.id == id
+                    && p.bundle.as_deref() == Some(bundle.as_path())
+            })
+            .cloned()
+            .collect();
+        if let Some(r) = rec.filter(|r| proc::is_alive(r.monitor_pid, r.monitor_start)) {
+            monitors.push(ShimProc {
+                pid: r.monitor_pid,
+                start: r.monitor_start,
+                kind: ShimKind::Monitor,
+                id: id.to_string(),
+                bundle: Some(bundle.clone()),
+            });
         }
-        if let Some(r) = rec {
-            if proc::is_alive(r.monitor_pid, r.monitor_start) {
-                kill_monitor(&ShimProc {
-                    pid: r.monitor_pid,
-                    start: r.monitor_start,
-                    kind: ShimKind::Monitor,
-                    id: id.to_string(),
-                    bundle: Some(bundle.clone()),
-                });
-            }
-        }
-        self.delete_runtime_state(id).await?;
-        if let Some(r) = rec {
-            self.cgroups.kill_and_remove_tree(&r.cgroup_path)?;
-        }
+        let cgroup = rec.map(|r| r.cgroup_path.as_str());
+        self.end_container(id, cgroup, &monitors).await?;
         sweep::remove_dir(&bundle).map_err(EngineError::io("removing the bundle"))?;
         remove_record_dir(&self.paths.container_dir(id))
+    }
+
+    /// Ends a container that has (or may have) a monitor: the container's processes first, so
+    /// that the monitor, their parent and a subreaper, reaps them, writes the exit file and
+    /// exits by itself; only a monitor still there after that is killed, with its process
+    /// group (an OCI runtime `create` it runs), and then whatever that left. Killing the
+    /// monitor first would hand the container's processes to PID 1: one that never reaps them
+    /// (as here) leaves zombies in the pod's PID namespace, and the pause, its init, can then
+    /// never finish exiting while the namespace refuses new processes (ENOMEM in runc).
+    async fn end_container(
+        &self,
+        id: &str,
+        cgroup: Option<&str>,
+        monitors: &[ShimProc],
+    ) -> Result<()> {
+        self.delete_runtime_state(id).await?;
+        if let Some(cg) = cgroup {
+            self.cgroups.kill_and_remove_tree(cg)?;
+        }
+        let deadline = std::time::Instant::now() + MONITOR_EXIT_WAIT;
+        while monitors.iter().any(|m| proc::is_alive(m.pid, m.start))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if monitors.iter().any(|m| proc::is_alive(m.pid, m.start)) {
+            for m in monitors {
+                kill_monitor(m);
+            }
+            // A `create` that the monitor ran may have finished meanwhile.
+            self.delete_runtime_state(id).await?;
+            if let Some(cg) = cgroup {
+                self.cgroups.kill_and_remove_tree(cg)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sweeps what no record owns: this daemon's peapod-shim processes, the runtimes' state,
@@ -332,10 +378,17 @@ impl Engine {
         let mut swept = 0;
         for p in shims.iter().filter(|p| !known.contains(&p.id)) {
             if proc::is_alive(p.pid, p.start) {
-                warn!(pid = p.pid, id = %p.id, kind = ?p.kind, "killing an orphaned peapod-shim");
+                warn!(pid = p.pid, id = %p.id, kind = ?p.kind, "ending an orphaned peapod-shim");
                 match p.kind {
                     ShimKind::Pause => sweep::kill(p),
-                    ShimKind::Monitor => kill_monitor(p),
+                    ShimKind::Monitor => {
+                        if let Err(e) = self
+                            .end_container(&p.id, None, std::slice::from_ref(p))
+                            .await
+                        {
+                            warn!(id = %p.id, error = %e, "ending an orphaned monitor's container");
+                        }
+                    }
                 }
                 swept += 1;
             }
