@@ -118,17 +118,32 @@ async fn errors_carry_the_right_codes_and_leak_nothing() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("runtime_handler"), "{}", e.message());
 
-    // A duplicate pod name/namespace/uid/attempt.
+    // A duplicate pod name/namespace/uid/attempt: the same config is kubelet retrying a
+    // request it got no answer to, and gets the same pod (as CRI-O does); another config under
+    // that name is refused, naming the pod that holds it.
     let cfg = pod_config("dup", &logs);
     let (pod, _) = run_pod(&mut rt, cfg.clone(), vec![]).await;
-    let e = rt
+    let again = rt
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(cfg.clone()),
             runtime_handler: String::new(),
         })
         .await
+        .expect("a retried RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    assert_eq!(again, pod, "a retry must not make a second pod");
+    let mut other = cfg.clone();
+    other.hostname = "another-host".into();
+    let e = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(other),
+            runtime_handler: String::new(),
+        })
+        .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains(&pod), "{}", e.message());
 
     // Bad container configs fail cleanly: nothing is left of them.
     let dirs_before = std::fs::read_dir(d.root.join("containers"))
