@@ -28,12 +28,14 @@ PEAPOD_BIN_DIR="$REPO/target/debug"
 export PEAPOD_BIN_DIR
 # The kill -9 churn of integration/tests/crash.rs: fewer kills under TCG, where each daemon
 # restart takes ten times as long as on the host.
-export PEAPOD_CHURN_KILLS="${PEAPOD_CHURN_KILLS:-20}"
+export PEAPOD_CHURN_KILLS="${PEAPOD_CHURN_KILLS:-10}"
+# And fewer log rotations in integration/tests/log_reopen.rs.
+export PEAPOD_REOPEN_ROTATIONS="${PEAPOD_REOPEN_ROTATIONS:-200}"
 # Each daemon's log, kept by the harness for a look after the run.
 export PEAPOD_IT_KEEP_LOGS="$VM/logs/daemons"
 # One hung test binary is reported as such and the rest still run (the host's VM_TIMEOUT
 # bounds the whole guest).
-BIN_TIMEOUT="${VM_BIN_TIMEOUT:-600}"
+BIN_TIMEOUT="${VM_BIN_TIMEOUT:-900}"
 hostname peapod-vm 2>/dev/null || true
 ip link set lo up 2>/dev/null || true
 

@@ -14,7 +14,7 @@
 #   VM_TESTS     integration test binaries to run, in order (default: all, cgroup_v2 first);
 #                a name may carry libtest arguments after a colon, e.g.
 #                "cgroup_v2 pod_lifecycle:remove_leaves" (several: "security:--exact,oom_kill_is_reported")
-#   VM_TIMEOUT   wall-clock bound of the whole VM run in seconds (default 1500)
+#   VM_TIMEOUT   wall-clock bound of the whole VM run in seconds (default 2700)
 #   VM_ACCEL     auto (probe KVM with a short boot, else TCG), tcg or kvm (default auto)
 #   VM_CPUS, VM_MEM_MB   guest size (default 2 vCPUs, 2048 MiB)
 #   VM_TEST_THREADS      libtest threads per binary in the guest (default 1)
@@ -35,7 +35,7 @@ esac
 # Default: every test binary of the workspace's integration tests (integration/tests/*.rs,
 # shim/tests/*.rs), cgroup_v2 first: the tests only this VM can run.
 VM_TESTS="${VM_TESTS:-}"
-VM_TIMEOUT="${VM_TIMEOUT:-1500}"
+VM_TIMEOUT="${VM_TIMEOUT:-2700}"
 VM_ACCEL="${VM_ACCEL:-auto}"
 VM_CPUS="${VM_CPUS:-2}"
 VM_MEM_MB="${VM_MEM_MB:-2048}"
@@ -87,7 +87,7 @@ for w in wanted:
     print(exes[name], f"--test-threads={threads}", *args)
 EOF
 # Where the guest finds peapod and peapod-shim (the harness's PEAPOD_BIN_DIR).
-printf 'PEAPOD_BIN_DIR=%q\nVM_BIN_TIMEOUT=%q\n' "$TARGET_DIR/debug" "${VM_BIN_TIMEOUT:-600}" >"$OUT/plan.env"
+printf 'PEAPOD_BIN_DIR=%q\nVM_BIN_TIMEOUT=%q\n' "$TARGET_DIR/debug" "${VM_BIN_TIMEOUT:-900}" >"$OUT/plan.env"
 log "plan:"
 sed 's/^/  /' "$OUT/plan" >&2
 

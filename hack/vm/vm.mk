@@ -3,7 +3,7 @@
 # what the tests need; hack/vm/deps.sh adds qemu, crun, kmod and cpio.
 #   make vm-test                              every test binary, cgroup_v2 first
 #   make vm-test VM_TESTS="cgroup_v2 restart" some of them
-#   make vm-test VM_TIMEOUT=900               the wall-clock bound of the VM (default 1500 s)
+#   make vm-test VM_TIMEOUT=900               the wall-clock bound of the VM (default 2700 s)
 .PHONY: vm-test vm-deps
 
 vm-deps:

@@ -2,6 +2,7 @@
 //! One file per RPC family converts requests and calls the engine; `status` maps errors.
 
 mod container;
+mod exec;
 mod image;
 mod runtime_info;
 mod sandbox;
@@ -190,9 +191,9 @@ impl RuntimeService for CriServer {
     }
     async fn exec_sync(
         &self,
-        _r: Request<ExecSyncRequest>,
+        r: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync"))
+        self.exec_sync_impl(r).await
     }
     async fn exec(&self, _r: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         Err(unimplemented("Exec"))

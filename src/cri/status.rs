@@ -13,6 +13,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::AlreadyExists { .. } => Code::AlreadyExists,
         EngineError::InvalidArgument { .. } => Code::InvalidArgument,
         EngineError::FailedPrecondition(_) => Code::FailedPrecondition,
+        EngineError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         EngineError::Spec(s) => spec_code(s),
         EngineError::Image(i) => image_code(i),
         EngineError::Runtime(crate::oci::runtime::RuntimeError::UnknownHandler(_)) => {

@@ -363,12 +363,24 @@ fn generate_on(input: &SpecInput, host: &dyn HostOs) -> Result<Spec, SpecError> 
 
     let oom = oom_score_adj(res, input.host)?;
     let nofile = if input.host.nofile_hard != 0 && input.host.nofile_hard < DEFAULT_NOFILE {
-        tracing::warn!(
-            container = input.id,
-            wanted = DEFAULT_NOFILE,
-            hard = input.host.nofile_hard,
-            "RLIMIT_NOFILE clamped to the runtime's hard limit"
-        );
+        // A property of the host, not of the container: said once, at WARN; after that at
+        // DEBUG, so that it does not drown every container create in the log.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let mut first = false;
+        WARNED.call_once(|| first = true);
+        if first {
+            tracing::warn!(
+                wanted = DEFAULT_NOFILE,
+                hard = input.host.nofile_hard,
+                "RLIMIT_NOFILE of containers clamped to the runtime's hard limit"
+            );
+        } else {
+            tracing::debug!(
+                container = input.id,
+                hard = input.host.nofile_hard,
+                "RLIMIT_NOFILE clamped"
+            );
+        }
         input.host.nofile_hard
     } else {
         DEFAULT_NOFILE

@@ -22,6 +22,8 @@ pub enum EngineError {
     InvalidArgument { field: String, reason: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]

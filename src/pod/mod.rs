@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod failpoint;
 pub mod infra;
 pub mod monitor;
