@@ -126,11 +126,9 @@ impl CriServer {
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            resources: c.config.linux.as_ref().and_then(|l| {
-                l.resources.clone().map(|res| ContainerResources {
-                    linux: Some(res),
-                    windows: None,
-                })
+            resources: c.resources().map(|res| ContainerResources {
+                linux: Some(res),
+                windows: None,
             }),
             image_id: rec.image_id.clone(),
             user: None,
@@ -189,5 +187,21 @@ impl CriServer {
             .await
             .map_err(to_status)?;
         Ok(Response::new(ReopenContainerLogResponse {}))
+    }
+
+    pub(super) async fn update_container_resources_impl(
+        &self,
+        r: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        let r = r.into_inner();
+        if r.container_id.is_empty() {
+            return Err(missing("container_id"));
+        }
+        let linux = r.linux.ok_or_else(|| missing("linux"))?;
+        self.engine
+            .update_container_resources(&r.container_id, linux)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
 }

@@ -179,9 +179,9 @@ impl RuntimeService for CriServer {
     }
     async fn update_container_resources(
         &self,
-        _r: Request<UpdateContainerResourcesRequest>,
+        r: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources"))
+        self.update_container_resources_impl(r).await
     }
     async fn reopen_container_log(
         &self,

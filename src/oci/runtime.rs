@@ -106,6 +106,13 @@ impl OciRuntime {
         self.run("kill", args, id, &[&signal.to_string()]).await
     }
 
+    /// Applies the resources in the JSON file `resources` (an OCI `linux.resources`).
+    pub async fn update(&self, id: &str, resources: &Path) -> Result<(), RuntimeError> {
+        let arg = resources.to_string_lossy();
+        self.run("update", &["update", "--resources", &arg], id, &[])
+            .await
+    }
+
     /// The container's status as the runtime reports it (`created`, `running`, `stopped`...).
     pub async fn status(&self, id: &str) -> Result<String, RuntimeError> {
         let out = tokio::process::Command::new(&self.path)

@@ -953,6 +953,15 @@ fn add_cri_devices(
     Ok(devices)
 }
 
+/// The resources of a CRI UpdateContainerResources as the runtime's `update --resources`
+/// takes them: the same translation and checks as at creation.
+pub fn update_resources(
+    res: &LinuxContainerResources,
+    host: &HostLimits,
+) -> Result<LinuxResources, SpecError> {
+    container_resources(Some(res), host)
+}
+
 /// `linux.resources` (without devices) from the CRI resources and the host's pids limit.
 fn container_resources(
     res: Option<&LinuxContainerResources>,

@@ -265,6 +265,7 @@ impl Engine {
             rec: Mutex::new(rec),
             exited: tokio::sync::watch::channel(false).0,
             op: tokio::sync::Mutex::new(()),
+            resources: Mutex::new(None),
         });
         self.containers
             .write()

@@ -15,6 +15,7 @@ pub mod recover;
 pub mod sandbox;
 pub mod sweep;
 pub mod undo;
+pub mod update;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,11 +54,23 @@ pub struct Container {
     /// Becomes true when the monitor reports the exit; StopContainer waits on it.
     exited: tokio::sync::watch::Sender<bool>,
     op: tokio::sync::Mutex<()>,
+    /// Resources set by UpdateContainerResources since creation (persisted beside the
+    /// record as `resources.pb`); None: those of the config.
+    resources: Mutex<Option<api::LinuxContainerResources>>,
 }
 
 impl Container {
     pub fn record(&self) -> ContainerRecord {
         self.rec.lock().unwrap().clone()
+    }
+
+    /// The container's resources as they are now: the last update, else the config's.
+    pub fn resources(&self) -> Option<api::LinuxContainerResources> {
+        self.resources
+            .lock()
+            .unwrap()
+            .clone()
+            .or_else(|| self.config.linux.as_ref().and_then(|l| l.resources.clone()))
     }
 }
 

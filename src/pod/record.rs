@@ -234,6 +234,16 @@ pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<()> {
     atomic_write(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
 }
 
+/// Writes a protobuf message as `dir/name`, atomically and durably.
+pub fn save_named<M: Message>(dir: &Path, name: &str, msg: &M) -> std::io::Result<()> {
+    atomic_write(&dir.join(name), &msg.encode_to_vec())
+}
+
+pub fn load_named<M: Message + Default>(dir: &Path, name: &str) -> std::io::Result<M> {
+    let data = std::fs::read(dir.join(name))?;
+    M::decode(data.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 pub fn load_config<M: Message + Default>(dir: &Path) -> std::io::Result<M> {
     let data = std::fs::read(dir.join(CONFIG_FILE))?;
     M::decode(data.as_slice()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))

@@ -197,6 +197,13 @@ impl Engine {
             rec: Mutex::new(rec),
             exited: tokio::sync::watch::channel(exited).0,
             op: tokio::sync::Mutex::new(()),
+            resources: Mutex::new(
+                record::load_named(
+                    &self.paths.container_dir(&id),
+                    super::update::RESOURCES_FILE,
+                )
+                .ok(),
+            ),
         });
         self.containers.write().unwrap().insert(id, c.clone());
         c
