@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod infra;
 pub mod monitor;
 pub mod pause;
+pub mod portforward;
 pub mod proc;
 pub mod record;
 pub mod recover;
