@@ -1,8 +1,9 @@
 //! End to end: the real server on 127.0.0.1, a fake backend whose exec runs host processes,
 //! and real clients: moby/spdystream from Go (integration/go/spdy_client, the SPDY library
 //! of client-go, kubelet and crictl), the Python `websockets` package
-//! (integration/py/stream_ws_client.py) and tokio-tungstenite. A client whose toolchain is
-//! missing here prints SKIP and its test passes without running.
+//! (integration/py/stream_ws_client.py), tokio-tungstenite, and crictl when there is one
+//! ($CRICTL or on PATH). A client whose toolchain is missing here prints SKIP and its test
+//! passes without running.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::*;
+use crate::api::{ExecResponse, PortForwardResponse, VersionRequest, VersionResponse};
 
 /// What the fake backend saw.
 #[derive(Default)]
@@ -833,4 +835,195 @@ async fn garbage_after_a_spdy_upgrade_gets_goaway_and_the_server_lives_on() {
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+}
+
+/// $CRICTL, else crictl on PATH.
+fn crictl() -> Option<PathBuf> {
+    std::env::var_os("CRICTL")
+        .map(PathBuf::from)
+        .or_else(|| crate::config::find_in_path("crictl"))
+        .filter(|p| p.is_file())
+}
+
+/// A CRI endpoint with just what `crictl exec` and `port-forward` need: Version (the
+/// connection check), Exec and PortForward answered by `srv`; anything else is UNIMPLEMENTED, naming the method.
+#[derive(Clone)]
+struct MiniCri(Arc<Server>);
+
+impl tonic::server::NamedService for MiniCri {
+    const NAME: &'static str = "runtime.v1.RuntimeService";
+}
+
+impl tower::Service<hyper::Request<tonic::body::Body>> for MiniCri {
+    type Response = hyper::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: hyper::Request<tonic::body::Body>) -> Self::Future {
+        use tonic::{Request, Response, Status};
+        let srv = self.0.clone();
+        Box::pin(async move {
+            let status = |e: RequestError| Status::invalid_argument(e.to_string());
+            Ok(match req.uri().path() {
+                "/runtime.v1.RuntimeService/Version" => {
+                    let svc = tower::service_fn(|_: Request<VersionRequest>| async {
+                        Ok::<_, Status>(Response::new(VersionResponse {
+                            version: "0.1.0".into(),
+                            runtime_name: "peapod-streaming-test".into(),
+                            runtime_version: "0".into(),
+                            runtime_api_version: "v1".into(),
+                        }))
+                    });
+                    tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                        .unary(svc, req)
+                        .await
+                }
+                "/runtime.v1.RuntimeService/Exec" => {
+                    let svc = tower::service_fn(move |r: Request<ExecRequest>| {
+                        let url = srv.get_exec(r.get_ref()).map_err(status);
+                        async move { Ok(Response::new(ExecResponse { url: url? })) }
+                    });
+                    tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                        .unary(svc, req)
+                        .await
+                }
+                "/runtime.v1.RuntimeService/PortForward" => {
+                    let svc = tower::service_fn(move |r: Request<PortForwardRequest>| {
+                        let url = srv.get_port_forward(r.get_ref()).map_err(status);
+                        async move { Ok(Response::new(PortForwardResponse { url: url? })) }
+                    });
+                    tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                        .unary(svc, req)
+                        .await
+                }
+                other => Status::unimplemented(other.to_string()).into_http(),
+            })
+        })
+    }
+}
+
+/// crictl's exec and port-forward (client-go's SPDY executor and port forwarder, as vendored
+/// in cri-tools) against the server; SKIP where there is no crictl ($CRICTL or on PATH).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crictl_exec_and_port_forward() {
+    let Some(crictl) = crictl() else {
+        eprintln!("SKIP: no crictl ($CRICTL or on PATH)");
+        return;
+    };
+    let (srv, _) = server().await;
+    let dir = clients_dir().join(format!("cri-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("cri.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let cri = MiniCri(Arc::new(srv));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(cri)
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    let endpoint = format!("unix://{}", sock.display());
+    let run = |args: &[&str], stdin: &'static [u8]| {
+        let mut c = tokio::process::Command::new(&crictl);
+        c.args(["--runtime-endpoint", &endpoint, "--timeout", "20s"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        async move {
+            let mut child = c.spawn().unwrap();
+            let mut i = child.stdin.take().unwrap();
+            i.write_all(stdin).await.unwrap();
+            drop(i);
+            tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("crictl finishes")
+                .unwrap()
+        }
+    };
+    let out = run(
+        &[
+            "exec",
+            "-i",
+            "c1",
+            "/bin/sh",
+            "-c",
+            "cat; echo to-stderr >&2; exit 5",
+        ],
+        b"piped in\n",
+    )
+    .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(stdout, "piped in\n", "stderr: {stderr}");
+    assert!(stderr.contains("to-stderr"), "{stderr}");
+    // client-go read the exit code from the v4 Status: "command terminated with exit code 5"
+    // is its CodeExitError; crictl 1.26 then exits 1 (later ones pass the code on).
+    assert!(
+        stderr.contains("command terminated with exit code 5"),
+        "{stderr}"
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let out = run(
+        &[
+            "exec",
+            "c1",
+            "/bin/sh",
+            "-c",
+            "head -c 200000 /dev/zero | tr '\\0' y",
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        out.stdout.len(),
+        200_000,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.iter().all(|&b| b == b'y'));
+    assert_eq!(out.status.code(), Some(0));
+
+    // crictl port-forward: client-go's SPDY port forwarder, one stream pair per connection.
+    let port = echo_service().await;
+    let local = closed_port().await;
+    let mut pf = tokio::process::Command::new(&crictl)
+        .args(["--runtime-endpoint", &endpoint, "port-forward", "pod1"])
+        .arg(format!("{local}:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(pf.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
+    )
+    .await
+    .expect("crictl port-forward starts")
+    .unwrap();
+    assert!(line.contains("Forwarding from"), "{line}");
+    for text in ["first", "second"] {
+        let mut c = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        c.write_all(text.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut reply))
+            .await
+            .expect("the forwarded connection ends")
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&reply), format!("echo:{text}"));
+    }
+    let _ = pf.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
