@@ -1027,3 +1027,78 @@ async fn crictl_exec_and_port_forward() {
     let _ = pf.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spdy_client_that_disconnects_ends_the_process() {
+    use super::spdy::{Decoder, Encoder, Frame, Headers};
+    let (srv, log) = server().await;
+    let cmd = ["/bin/sh", "-c", "echo started; exec sleep 600"];
+    let url = srv
+        .get_exec(&exec_req(&cmd, false, true, false, false))
+        .unwrap();
+    let path = url
+        .split_once(&srv.local_addr().to_string())
+        .unwrap()
+        .1
+        .to_string();
+    let mut c = TcpStream::connect(srv.local_addr()).await.unwrap();
+    c.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+             X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut enc = Encoder::new();
+    let mut out = bytes::BytesMut::new();
+    for (id, t) in [(1, "error"), (3, "stdout")] {
+        enc.encode(
+            &Frame::SynStream {
+                stream_id: id,
+                associated_to: 0,
+                priority: 0,
+                fin: false,
+                unidirectional: false,
+                headers: Headers::from_pairs([("streamType", t)]),
+            },
+            &mut out,
+        );
+    }
+    c.write_all(&out).await.unwrap();
+    // Skip the 101 response, then read frames until stdout says "started".
+    let mut buf = bytes::BytesMut::new();
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        c.read_buf(&mut buf).await.unwrap();
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let _ = buf.split_to(end);
+    let mut dec = Decoder::new();
+    let mut stdout = Vec::new();
+    while !stdout.ends_with(b"started\n") {
+        match dec.decode(&mut buf).unwrap() {
+            Some(Frame::Data {
+                stream_id: 3, data, ..
+            }) => stdout.extend_from_slice(&data),
+            Some(_) => {}
+            None => {
+                assert!(c.read_buf(&mut buf).await.unwrap() > 0, "EOF before output");
+            }
+        }
+    }
+    let pid: i32 = log.find("pid ").unwrap()[4..].parse().unwrap();
+    drop(c);
+    let gone = async {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if log.has("exec dropped") && (stat.is_empty() || stat.contains(") Z ")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("the backend future is dropped and the process killed");
+}
