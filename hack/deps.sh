@@ -7,6 +7,7 @@
 #   python3         hack/fixtures.py, hack/push.py
 #   python3-venv    the grpcio client test's venv, where python3 has no venv of its own
 #   golang-go golang-google-grpc-dev  the grpc-go client test (built offline, GOPATH mode)
+#   golang-github-docker-spdystream-dev  moby/spdystream, for the SPDY streaming client test
 #   docker-registry a registry on loopback for the image tests
 #   apache2-utils   htpasswd, for the registry with basic auth
 #   iproute2 util-linux  inspection in tests and on nodes
@@ -20,6 +21,7 @@ command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v go >/dev/null || need+=(golang-go)
 [ -d /usr/share/gocode/src/google.golang.org/grpc ] || need+=(golang-google-grpc-dev)
+[ -d /usr/share/gocode/src/github.com/moby/spdystream ] || need+=(golang-github-docker-spdystream-dev)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v ip >/dev/null || need+=(iproute2)

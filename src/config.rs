@@ -83,6 +83,31 @@ pub struct Config {
     pub sandbox_image: String,
     /// Registry mirrors and per-host settings for image pulls.
     pub registry: crate::image::RegistryConfig,
+    /// The IP address the Exec/Attach/PortForward streaming server listens on (containerd's
+    /// `stream_server_address`). It authenticates nothing but its one-minute single-use
+    /// tokens, so it stays on loopback unless a remote kubelet must reach it.
+    pub stream_server_address: String,
+    /// Its TCP port (containerd's `stream_server_port`, a string there, so a string or a
+    /// number here); 0 picks a free port at each start.
+    #[serde(deserialize_with = "port_number_or_string")]
+    pub stream_server_port: u16,
+}
+
+/// A port given as `10010` or, as containerd writes it, `"10010"`.
+fn port_number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u16),
+        Text(String),
+    }
+    match Port::deserialize(d)? {
+        Port::Number(n) => Ok(n),
+        Port::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("not a port number: {t:?}"))),
+    }
 }
 
 impl Default for Config {
@@ -101,6 +126,8 @@ impl Default for Config {
             shm_size: "64m".into(),
             sandbox_image: String::new(),
             registry: crate::image::RegistryConfig::default(),
+            stream_server_address: "127.0.0.1".into(),
+            stream_server_port: 0,
         }
     }
 }
@@ -157,6 +184,16 @@ impl Config {
             crate::image::reference::normalize(&self.sandbox_image)
                 .map_err(|e| invalid(format!("sandbox_image: {e}")))?;
         }
+        if self
+            .stream_server_address
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return Err(invalid(format!(
+                "stream_server_address must be an IP address: {:?}",
+                self.stream_server_address
+            )));
+        }
         self.registry
             .validate()
             .map_err(|e| invalid(format!("[registry]: {e}")))?;
@@ -177,6 +214,15 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Where the streaming server listens (validated at load).
+    pub fn stream_server_addr(&self) -> std::net::SocketAddr {
+        let ip = self
+            .stream_server_address
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        std::net::SocketAddr::new(ip, self.stream_server_port)
     }
 
     /// Shim binary: configured, else beside the running executable, else from PATH.
@@ -228,6 +274,34 @@ mod tests {
         assert_eq!(c.cgroup_driver, CgroupDriver::Cgroupfs);
         assert!(c.runtimes.is_empty());
         assert_eq!(c.sandbox_image, "", "the built-in pause by default");
+        assert_eq!(
+            c.stream_server_addr(),
+            "127.0.0.1:0".parse().unwrap(),
+            "streams on loopback, any free port"
+        );
+    }
+
+    #[test]
+    fn stream_server_keys_as_containerd_writes_them() {
+        let c = Config::parse(
+            "stream_server_address = \"0.0.0.0\"\nstream_server_port = \"10010\"",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.stream_server_addr(), "0.0.0.0:10010".parse().unwrap());
+        let c = Config::parse(
+            "stream_server_address = \"::1\"\nstream_server_port = 10011",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.stream_server_addr(), "[::1]:10011".parse().unwrap());
+        let e =
+            Config::parse("stream_server_address = \"node1\"", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("stream_server_address"), "{e}");
+        let e = Config::parse("stream_server_port = \"x\"", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("not a port number"), "{e}");
+        let e = Config::parse("stream_server_port = 70000", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("stream_server_port"), "{e}");
     }
 
     #[test]

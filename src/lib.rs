@@ -16,3 +16,4 @@ pub mod fsutil;
 pub mod image;
 pub mod oci;
 pub mod pod;
+pub mod streaming;

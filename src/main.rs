@@ -162,7 +162,10 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
             // Pods and containers are left running on purpose: their monitors own them.
             tracing::info!("shutting down; pods keep running");
         };
-        peapod::cri::serve(engine, &socket, shutdown)
+        // No streaming backend yet: Exec, Attach and PortForward stay UNIMPLEMENTED. Once the
+        // engine implements `streaming::Backend`, pass `Some(cri::Streaming { addr, backend })`
+        // here, with `addr` from `cfg.stream_server_addr()` taken before the engine owns `cfg`.
+        peapod::cri::serve(engine, &socket, None, shutdown)
             .await
             .map_err(|e| e.to_string())
     })

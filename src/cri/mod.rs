@@ -7,6 +7,7 @@ mod image;
 mod runtime_info;
 mod sandbox;
 mod status;
+mod streaming;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -24,12 +25,21 @@ use status::unimplemented;
 #[derive(Clone)]
 pub struct CriServer {
     engine: Arc<Engine>,
+    /// The Exec/Attach/PortForward streaming server, when a backend was given.
+    streaming: Option<Arc<crate::streaming::Server>>,
 }
 
 impl CriServer {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        CriServer { engine }
+    pub fn new(engine: Arc<Engine>, streaming: Option<Arc<crate::streaming::Server>>) -> Self {
+        CriServer { engine, streaming }
     }
+}
+
+/// What the streaming server needs to start: where to listen (the config's
+/// `stream_server_address` and `stream_server_port`) and what runs the streams.
+pub struct Streaming {
+    pub addr: std::net::SocketAddr,
+    pub backend: Arc<dyn crate::streaming::Backend>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +51,31 @@ pub enum ServeError {
     },
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("starting the streaming server on {addr}: {source}")]
+    Streaming {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Serves both CRI services on `socket` (mode 0600: root only, a filesystem socket so a
-/// host-network pod cannot reach it, unlike an abstract one) until `shutdown` resolves.
+/// host-network pod cannot reach it, unlike an abstract one) until `shutdown` resolves. With
+/// `streaming`, the streaming server runs alongside (and stops with it); without, Exec, Attach
+/// and PortForward are UNIMPLEMENTED.
 pub async fn serve(
     engine: Arc<Engine>,
     socket: &Path,
+    streaming: Option<Streaming>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let stream_server = match streaming {
+        None => None,
+        Some(Streaming { addr, backend }) => Some(Arc::new(
+            crate::streaming::Server::start(addr, backend)
+                .await
+                .map_err(|source| ServeError::Streaming { addr, source })?,
+        )),
+    };
     let err = |source| ServeError::Socket {
         path: socket.to_owned(),
         source,
@@ -69,7 +95,7 @@ pub async fn serve(
     let listener = listener.map_err(err)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
-    let svc = CriServer::new(engine);
+    let svc = CriServer::new(engine, stream_server);
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
@@ -195,17 +221,17 @@ impl RuntimeService for CriServer {
     ) -> Result<Response<ExecSyncResponse>, Status> {
         self.exec_sync_impl(r).await
     }
-    async fn exec(&self, _r: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, r: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        self.exec_impl(r)
     }
-    async fn attach(&self, _r: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        Err(unimplemented("Attach"))
+    async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
+        self.attach_impl(r)
     }
     async fn port_forward(
         &self,
-        _r: Request<PortForwardRequest>,
+        r: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        Err(unimplemented("PortForward"))
+        self.port_forward_impl(r)
     }
     async fn container_stats(
         &self,

@@ -1,0 +1,56 @@
+//! Exec, Attach and PortForward: each hands out a URL of the streaming server
+//! ([`crate::streaming`]), where the client then streams. Without a streaming backend they are
+//! UNIMPLEMENTED.
+
+use tonic::{Request, Response, Status};
+
+use super::status::unimplemented;
+use super::CriServer;
+use crate::api::*;
+use crate::streaming::RequestError;
+
+fn to_status(e: RequestError) -> Status {
+    match e {
+        RequestError::Invalid(m) => Status::invalid_argument(m),
+        RequestError::TooMany(e) => Status::resource_exhausted(e.to_string()),
+    }
+}
+
+impl CriServer {
+    fn stream_server(&self, rpc: &str) -> Result<&crate::streaming::Server, Status> {
+        self.streaming.as_deref().ok_or_else(|| unimplemented(rpc))
+    }
+
+    pub(super) fn exec_impl(
+        &self,
+        r: Request<ExecRequest>,
+    ) -> Result<Response<ExecResponse>, Status> {
+        let url = self
+            .stream_server("Exec")?
+            .get_exec(r.get_ref())
+            .map_err(to_status)?;
+        Ok(Response::new(ExecResponse { url }))
+    }
+
+    pub(super) fn attach_impl(
+        &self,
+        r: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        let url = self
+            .stream_server("Attach")?
+            .get_attach(r.get_ref())
+            .map_err(to_status)?;
+        Ok(Response::new(AttachResponse { url }))
+    }
+
+    pub(super) fn port_forward_impl(
+        &self,
+        r: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        let url = self
+            .stream_server("PortForward")?
+            .get_port_forward(r.get_ref())
+            .map_err(to_status)?;
+        Ok(Response::new(PortForwardResponse { url }))
+    }
+}
