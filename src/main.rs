@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use peapod::config::{CgroupDriver, Config};
@@ -148,6 +149,7 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
         .map_err(|e| format!("starting the async runtime: {e}"))?;
     rt.block_on(async move {
         let socket = cfg.socket.clone();
+        let stream_addr = cfg.stream_server_addr();
         let engine = peapod::pod::Engine::new(cfg)
             .await
             .map_err(|e| format!("starting the pod engine: {e}"))?;
@@ -162,10 +164,11 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
             // Pods and containers are left running on purpose: their monitors own them.
             tracing::info!("shutting down; pods keep running");
         };
-        // No streaming backend yet: Exec, Attach and PortForward stay UNIMPLEMENTED. Once the
-        // engine implements `streaming::Backend`, pass `Some(cri::Streaming { addr, backend })`
-        // here, with `addr` from `cfg.stream_server_addr()` taken before the engine owns `cfg`.
-        peapod::cri::serve(engine, &socket, None, shutdown)
+        let streaming = peapod::cri::Streaming {
+            addr: stream_addr,
+            backend: Arc::new(peapod::cri::stream_backend::EngineBackend(engine.clone())),
+        };
+        peapod::cri::serve(engine, &socket, Some(streaming), shutdown)
             .await
             .map_err(|e| e.to_string())
     })

@@ -7,6 +7,7 @@ mod image;
 mod runtime_info;
 mod sandbox;
 mod status;
+pub mod stream_backend;
 mod streaming;
 
 use std::os::unix::fs::PermissionsExt;
@@ -225,7 +226,9 @@ impl RuntimeService for CriServer {
         self.exec_impl(r)
     }
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        self.attach_impl(r)
+        // The monitor does not serve the container's stdio to attach clients yet.
+        let _ = r;
+        Err(unimplemented("Attach"))
     }
     async fn port_forward(
         &self,

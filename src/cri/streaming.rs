@@ -25,6 +25,20 @@ impl CriServer {
         &self,
         r: Request<ExecRequest>,
     ) -> Result<Response<ExecResponse>, Status> {
+        // As containerd: only a running container gets a URL (NOT_FOUND / FAILED_PRECONDITION
+        // now, not a failure later on the stream).
+        if !r.get_ref().container_id.is_empty() {
+            let c = self
+                .engine
+                .container(&r.get_ref().container_id)
+                .map_err(super::status::to_status)?;
+            if c.record().state() != crate::pod::ContainerState::Running {
+                return Err(Status::failed_precondition(format!(
+                    "container {} is not running",
+                    c.record().id
+                )));
+            }
+        }
         let url = self
             .stream_server("Exec")?
             .get_exec(r.get_ref())
@@ -32,21 +46,15 @@ impl CriServer {
         Ok(Response::new(ExecResponse { url }))
     }
 
-    pub(super) fn attach_impl(
-        &self,
-        r: Request<AttachRequest>,
-    ) -> Result<Response<AttachResponse>, Status> {
-        let url = self
-            .stream_server("Attach")?
-            .get_attach(r.get_ref())
-            .map_err(to_status)?;
-        Ok(Response::new(AttachResponse { url }))
-    }
-
     pub(super) fn port_forward_impl(
         &self,
         r: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
+        if !r.get_ref().pod_sandbox_id.is_empty() {
+            self.engine
+                .sandbox(&r.get_ref().pod_sandbox_id)
+                .map_err(super::status::to_status)?;
+        }
         let url = self
             .stream_server("PortForward")?
             .get_port_forward(r.get_ref())

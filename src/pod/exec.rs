@@ -7,7 +7,7 @@
 //! namespaces. Only the arguments (and the terminal flag) differ.
 //!
 //! The daemon runs the runtime itself (no monitor in between: an exec ends with its caller),
-//! reads stdout and stderr, each capped at [`OUTPUT_CAP`] (CVE-2022-31030: a command that
+//! reads stdout and stderr (or, for a tty, a pty of its own), each capped at [`OUTPUT_CAP`] (CVE-2022-31030: a command that
 //! prints forever must not grow the daemon), and on timeout kills the process by the PID the
 //! runtime wrote. The process spec and PID files live in the bundle, so a crash leaves nothing
 //! that the container's removal does not remove.
@@ -46,16 +46,12 @@ pub struct PreparedExec {
     pub container_id: String,
     pub process_file: PathBuf,
     pub pid_file: PathBuf,
-    /// Where a tty exec's runtime sends the pty master: directly in the state dir, as a
-    /// socket path must fit in 108 bytes (swept at start-up should a crash leave it).
-    pub console_socket: PathBuf,
 }
 
 impl Drop for PreparedExec {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.process_file);
         let _ = std::fs::remove_file(&self.pid_file);
-        let _ = std::fs::remove_file(&self.console_socket);
     }
 }
 
@@ -119,7 +115,6 @@ impl Engine {
             container_id: rec.id.clone(),
             process_file: bundle.join(format!("exec-{tag}.json")),
             pid_file: bundle.join(format!("exec-{tag}.pid")),
-            console_socket: self.paths.state.join(format!("exec-{tag}.sock")),
         };
         let json = serde_json::to_vec(&exec_process(process, args, tty))
             .map_err(|e| EngineError::io("encoding the exec process")(e.into()))?;
@@ -417,58 +412,48 @@ fn exec_result(p: &PreparedExec, status: std::process::ExitStatus) -> Result<i32
     Ok(code)
 }
 
+/// A tty exec. runc makes the container's pty itself and, not detached, relays it to its own
+/// stdio, taking the size of its own terminal on SIGWINCH (a console socket is only for
+/// detached runs, where the runtime would not report the exit code). So the daemon gives the
+/// runtime a terminal of its own: the slave end of a fresh pty as its stdio, the master end
+/// copied to and from the client; a resize sets that pty's size and sends SIGWINCH.
 async fn exec_tty(p: &PreparedExec, mut io: ExecIo) -> Result<i32> {
     use std::os::fd::AsRawFd;
     use tokio::io::AsyncWriteExt;
-    // runc makes the pty and sends its master over this socket.
-    let sock_path = &p.console_socket;
-    let _ = std::fs::remove_file(sock_path);
-    let listener = tokio::net::UnixListener::bind(sock_path)
-        .map_err(EngineError::io("binding the exec console socket"))?;
+    let pty = nix::pty::openpty(None, None).map_err(|e| EngineError::io("openpty")(e.into()))?;
+    set_size(pty.master.as_raw_fd(), 80, 24);
+    let slave = std::fs::File::from(pty.slave);
+    let stdio = |f: &std::fs::File| -> Result<Stdio> {
+        Ok(Stdio::from(f.try_clone().map_err(EngineError::io("pty"))?))
+    };
     let mut child = p
-        .command(&["--console-socket".as_ref(), sock_path.as_os_str()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .command(&["--tty".as_ref()])
+        .stdin(stdio(&slave)?)
+        .stdout(stdio(&slave)?)
+        .stderr(stdio(&slave)?)
         .spawn()
         .map_err(EngineError::io(format!(
             "running {}",
             p.runtime.path.display()
         )))?;
-    let accepted = tokio::select! {
-        a = listener.accept() => a.map_err(EngineError::io("accepting the console socket"))?,
-        s = child.wait() => {
-            let s = s.map_err(EngineError::io("waiting for the exec"))?;
-            return exec_result(p, s).and_then(|_| Err(EngineError::FailedPrecondition(
-                "the runtime exited without sending the exec's terminal".into())));
-        }
-    };
-    let conn = accepted
-        .0
-        .into_std()
-        .map_err(EngineError::io("console socket"))?;
-    conn.set_nonblocking(false)
-        .map_err(EngineError::io("console socket"))?;
-    let master = tokio::task::spawn_blocking(move || recv_fd(conn.as_raw_fd()))
-        .await
-        .map_err(|e| EngineError::io("receiving the pty")(std::io::Error::other(e)))?
-        .map_err(EngineError::io("receiving the pty"))?;
-    let master = std::fs::File::from(master);
+    // Only the runtime holds the slave now: once it and the command are gone, reads of the
+    // master end with EIO.
+    drop(slave);
+    let runtime_pid = child.id().map(|p| p as i32);
+    let master = std::fs::File::from(pty.master);
     let read_half = tokio::fs::File::from_std(master.try_clone().map_err(EngineError::io("pty"))?);
     let mut write_half =
         tokio::fs::File::from_std(master.try_clone().map_err(EngineError::io("pty"))?);
-    let resize_fd = master;
     let resize_task = io.resize.take().map(|mut rx| {
         tokio::spawn(async move {
             while let Some((cols, rows)) = rx.recv().await {
-                let ws = libc::winsize {
-                    ws_row: rows,
-                    ws_col: cols,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: TIOCSWINSZ on a pty master we own, with a valid winsize.
-                unsafe { libc::ioctl(resize_fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                set_size(master.as_raw_fd(), cols, rows);
+                if let Some(pid) = runtime_pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGWINCH,
+                    );
+                }
             }
         })
     });
@@ -486,6 +471,18 @@ async fn exec_tty(p: &PreparedExec, mut io: ExecIo) -> Result<i32> {
     }
     let status = status.map_err(EngineError::io("waiting for the exec"))?;
     exec_result(p, status)
+}
+
+/// Sets a terminal's size (TIOCSWINSZ).
+fn set_size(fd: std::os::fd::RawFd, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on a pty fd this process owns, with a valid winsize.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
 /// Copies the pty's output until the terminal closes (EIO once every slave end is gone).
@@ -511,26 +508,4 @@ async fn copy_pty(
     if let Some(mut w) = to {
         let _ = w.shutdown().await;
     }
-}
-
-/// Receives one fd sent with SCM_RIGHTS on a connected unix socket.
-fn recv_fd(sock: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
-    let mut data = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut data)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(std::io::Error::from)?;
-    for c in msg.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us; nobody else owns it.
-                return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other(
-        "no file descriptor in the console socket message",
-    ))
 }

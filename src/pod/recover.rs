@@ -445,19 +445,6 @@ impl Engine {
                 }
             }
         }
-        // Console sockets of tty execs that a crash interrupted.
-        for e in std::fs::read_dir(&self.paths.state)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("exec-") && name.ends_with(".sock") {
-                let _ = std::fs::remove_file(e.path());
-                swept += 1;
-            }
-        }
         if self.cgroups.driver == CgroupDriver::Cgroupfs {
             let parent = self
                 .cgroups
