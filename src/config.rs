@@ -83,6 +83,9 @@ pub struct Config {
     pub sandbox_image: String,
     /// Registry mirrors and per-host settings for image pulls.
     pub registry: crate::image::RegistryConfig,
+    /// How many container events a GetContainerEvents subscriber may fall behind by before it
+    /// is dropped (its stream ends with an error; it then relists and subscribes again).
+    pub event_buffer: usize,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             shm_size: "64m".into(),
             sandbox_image: String::new(),
             registry: crate::image::RegistryConfig::default(),
+            event_buffer: crate::pod::events::DEFAULT_BUFFER,
         }
     }
 }
@@ -152,6 +156,9 @@ impl Config {
                 "cgroup_parent must be a systemd slice (NAME.slice) with the systemd driver: {}",
                 self.cgroup_parent
             )));
+        }
+        if self.event_buffer == 0 {
+            return Err(invalid("event_buffer must be at least 1".into()));
         }
         if !self.sandbox_image.is_empty() {
             crate::image::reference::normalize(&self.sandbox_image)
@@ -228,6 +235,7 @@ mod tests {
         assert_eq!(c.cgroup_driver, CgroupDriver::Cgroupfs);
         assert!(c.runtimes.is_empty());
         assert_eq!(c.sandbox_image, "", "the built-in pause by default");
+        assert_eq!(c.event_buffer, 1024);
     }
 
     #[test]
@@ -285,5 +293,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("slice"), "{e}");
+        let e = Config::parse("event_buffer = 0", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("event_buffer"), "{e}");
     }
 }
