@@ -91,6 +91,9 @@ pub struct Config {
     /// number here); 0 picks a free port at each start.
     #[serde(deserialize_with = "port_number_or_string")]
     pub stream_server_port: u16,
+    /// How many container events a GetContainerEvents subscriber may fall behind by before it
+    /// is dropped (its stream ends with an error; it then relists and subscribes again).
+    pub event_buffer: usize,
 }
 
 /// A port given as `10010` or, as containerd writes it, `"10010"`.
@@ -128,6 +131,7 @@ impl Default for Config {
             registry: crate::image::RegistryConfig::default(),
             stream_server_address: "127.0.0.1".into(),
             stream_server_port: 0,
+            event_buffer: crate::pod::events::DEFAULT_BUFFER,
         }
     }
 }
@@ -179,6 +183,9 @@ impl Config {
                 "cgroup_parent must be a systemd slice (NAME.slice) with the systemd driver: {}",
                 self.cgroup_parent
             )));
+        }
+        if self.event_buffer == 0 {
+            return Err(invalid("event_buffer must be at least 1".into()));
         }
         if !self.sandbox_image.is_empty() {
             crate::image::reference::normalize(&self.sandbox_image)
@@ -279,6 +286,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             "streams on loopback, any free port"
         );
+        assert_eq!(c.event_buffer, 1024);
     }
 
     #[test]
@@ -359,5 +367,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("slice"), "{e}");
+        let e = Config::parse("event_buffer = 0", Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("event_buffer"), "{e}");
     }
 }

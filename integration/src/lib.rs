@@ -262,6 +262,21 @@ impl Daemon {
         self.try_connect().await.expect("connect")
     }
 
+    /// A GetContainerEvents stream on a connection of its own: a stream nobody reads holds
+    /// its connection's HTTP/2 flow-control window, which would stall every call sharing it.
+    pub async fn events(&self) -> EventStream {
+        let mut conn = self.rt().await;
+        let stream = conn
+            .get_container_events(GetEventsRequest {})
+            .await
+            .expect("GetContainerEvents")
+            .into_inner();
+        EventStream {
+            _conn: conn,
+            stream,
+        }
+    }
+
     pub async fn img(&self) -> Img {
         ImageServiceClient::new(channel(&self.socket).await.expect("connect"))
     }
@@ -325,6 +340,32 @@ impl Drop for Daemon {
                 .block_on(me.teardown());
         })
         .join();
+    }
+}
+
+/// A GetContainerEvents stream and the connection it runs on.
+pub struct EventStream {
+    _conn: Rt,
+    pub stream: tonic::Streaming<ContainerEventResponse>,
+}
+
+impl EventStream {
+    /// The next event, None when none comes within `limit`, or how the stream ended.
+    pub async fn try_next(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<ContainerEventResponse>, tonic::Status> {
+        match tokio::time::timeout(limit, self.stream.message()).await {
+            Err(_) => Ok(None),
+            Ok(Ok(Some(ev))) => Ok(Some(ev)),
+            Ok(Ok(None)) => Err(tonic::Status::ok("the event stream ended")),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The next event, or None when none comes within `limit`; panics when the stream ends.
+    pub async fn next(&mut self, limit: Duration) -> Option<ContainerEventResponse> {
+        self.try_next(limit).await.expect("event stream")
     }
 }
 

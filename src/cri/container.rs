@@ -36,6 +36,41 @@ fn to_container(c: &EngineContainer) -> Container {
     }
 }
 
+/// The CRI status of a container with this config and record (ContainerStatus, and the
+/// containers of each container event's pod).
+pub(super) fn container_status(config: &ContainerConfig, rec: &ContainerRecord) -> ContainerStatus {
+    ContainerStatus {
+        id: rec.id.clone(),
+        metadata: config.metadata.clone(),
+        state: state_of(rec) as i32,
+        created_at: rec.created_at,
+        started_at: rec.started_at,
+        finished_at: rec.finished_at,
+        exit_code: rec.exit_code,
+        image: config.image.clone(),
+        image_ref: rec.image_id.clone(),
+        reason: rec.reason.clone(),
+        message: rec.message.clone(),
+        labels: config.labels.clone(),
+        annotations: config.annotations.clone(),
+        mounts: config.mounts.clone(),
+        log_path: rec
+            .log_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        resources: config.linux.as_ref().and_then(|l| {
+            l.resources.clone().map(|res| ContainerResources {
+                linux: Some(res),
+                windows: None,
+            })
+        }),
+        image_id: rec.image_id.clone(),
+        user: None,
+        stop_signal: config.stop_signal,
+    }
+}
+
 impl CriServer {
     pub(super) async fn create_container_impl(
         &self,
@@ -106,34 +141,12 @@ impl CriServer {
         }
         let c = self.engine.container(&r.container_id).map_err(to_status)?;
         let rec = c.record();
-        let status = ContainerStatus {
-            id: rec.id.clone(),
-            metadata: c.config.metadata.clone(),
-            state: state_of(&rec) as i32,
-            created_at: rec.created_at,
-            started_at: rec.started_at,
-            finished_at: rec.finished_at,
-            exit_code: rec.exit_code,
-            image: c.config.image.clone(),
-            image_ref: rec.image_id.clone(),
-            reason: rec.reason.clone(),
-            message: rec.message.clone(),
-            labels: c.config.labels.clone(),
-            annotations: c.config.annotations.clone(),
-            mounts: c.config.mounts.clone(),
-            log_path: rec
-                .log_path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            resources: c.resources().map(|res| ContainerResources {
-                linux: Some(res),
-                windows: None,
-            }),
-            image_id: rec.image_id.clone(),
-            user: None,
-            stop_signal: c.config.stop_signal,
-        };
+        let mut status = container_status(&c.config, &rec);
+        // The resources as last updated (UpdateContainerResources), not only as created.
+        status.resources = c.resources().map(|res| ContainerResources {
+            linux: Some(res),
+            windows: None,
+        });
         let mut info = HashMap::new();
         if r.verbose {
             let v = serde_json::json!({

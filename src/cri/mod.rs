@@ -3,6 +3,7 @@
 
 mod container;
 mod exec;
+mod events;
 mod image;
 mod runtime_info;
 mod sandbox;
@@ -303,12 +304,12 @@ impl RuntimeService for CriServer {
     ) -> Result<Response<RestorePodResponse>, Status> {
         Err(unimplemented("RestorePod"))
     }
-    type GetContainerEventsStream = One<ContainerEventResponse>;
+    type GetContainerEventsStream = events::EventStream;
     async fn get_container_events(
         &self,
-        _r: Request<GetEventsRequest>,
+        r: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("GetContainerEvents"))
+        self.get_container_events_impl(r)
     }
     async fn list_metric_descriptors(
         &self,

@@ -30,6 +30,31 @@ fn to_pod_sandbox(sb: &Sandbox) -> PodSandbox {
     }
 }
 
+/// The CRI status of a sandbox with this config and record (PodSandboxStatus, and the pod of
+/// each container event).
+pub(super) fn sandbox_status(config: &PodSandboxConfig, rec: &SandboxRecord) -> PodSandboxStatus {
+    let ns_opts = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone());
+    PodSandboxStatus {
+        id: rec.id.clone(),
+        metadata: config.metadata.clone(),
+        state: state_of(rec) as i32,
+        created_at: rec.created_at,
+        network: Some(PodSandboxNetworkStatus::default()),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace {
+                options: Some(ns_opts.unwrap_or_default()),
+            }),
+        }),
+        labels: config.labels.clone(),
+        annotations: config.annotations.clone(),
+        runtime_handler: rec.runtime_handler.clone(),
+    }
+}
+
 /// Every key=value of the selector must be among the labels.
 pub(super) fn labels_match(
     sel: &HashMap<String, String>,
@@ -87,27 +112,7 @@ impl CriServer {
         }
         let sb = self.engine.sandbox(&r.pod_sandbox_id).map_err(to_status)?;
         let rec = sb.record();
-        let ns_opts = sb
-            .config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.clone());
-        let status = PodSandboxStatus {
-            id: rec.id.clone(),
-            metadata: sb.config.metadata.clone(),
-            state: state_of(&rec) as i32,
-            created_at: rec.created_at,
-            network: Some(PodSandboxNetworkStatus::default()),
-            linux: Some(LinuxPodSandboxStatus {
-                namespaces: Some(Namespace {
-                    options: Some(ns_opts.unwrap_or_default()),
-                }),
-            }),
-            labels: sb.config.labels.clone(),
-            annotations: sb.config.annotations.clone(),
-            runtime_handler: rec.runtime_handler.clone(),
-        };
+        let status = sandbox_status(&sb.config, &rec);
         let mut info = HashMap::new();
         if r.verbose {
             let v = serde_json::json!({

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 
 use crate::image::ImageError;
 use crate::oci::spec::SpecError;
+use crate::pod::events::Lagged;
 use crate::pod::EngineError;
 
 pub fn to_status(e: EngineError) -> Status {
@@ -46,6 +47,12 @@ fn image_code(e: &ImageError) -> Code {
         ImageError::Format { .. } => Code::FailedPrecondition,
         _ => Code::Internal,
     }
+}
+
+/// The end of an event stream whose subscriber fell behind and was dropped: the buffer it had
+/// is exhausted, and the client must relist and subscribe again.
+pub fn lagged(e: &Lagged) -> Status {
+    Status::resource_exhausted(format!("{e}; list again and resubscribe"))
 }
 
 /// A required request field that is missing or empty.

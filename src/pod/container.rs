@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tracing::{info, instrument, warn};
 
+use super::events::ContainerEventKind as Event;
 use super::failpoint;
 use super::monitor::{self, MonitorArgs};
 use super::proc::{self, now_ns};
@@ -267,6 +268,7 @@ impl Engine {
             op: tokio::sync::Mutex::new(()),
             resources: Mutex::new(None),
         });
+        self.publish(Event::Created, &c);
         self.containers
             .write()
             .unwrap()
@@ -356,6 +358,7 @@ impl Engine {
                 r.runtime_handler.clone(),
             )
         };
+        self.events.start_done(&id).await;
         let exit = monitor::read_exit_file(&self.paths.bundle_dir(&id).join("exit"));
         let oom = exit.is_some() && self.cgroups.oom_killed(&cgroup);
         if exit.is_none() {
@@ -378,6 +381,9 @@ impl Engine {
             }
             true
         });
+        if matches!(res, Ok(Some(_))) {
+            self.publish(Event::Stopped, c);
+        }
         match res {
             Ok(Some(rec)) => {
                 info!(container_id = %id, exit_code = rec.exit_code, reason = %rec.reason, "container exited")
@@ -407,6 +413,7 @@ impl Engine {
             )));
         }
         let rt = self.runtimes.get(&rec.runtime_handler)?;
+        let _starting = self.events.starting(&rec.id);
         if let Err(e) = rt.start(&rec.id).await {
             // The container can never run now: make the runtime kill it so the monitor reports.
             let _ = rt.delete(&rec.id, true).await;
@@ -422,6 +429,7 @@ impl Engine {
             true
         })
         .map_err(EngineError::io("saving container record"))?;
+        self.publish(Event::Started, &c);
         info!("container started");
         Ok(())
     }
@@ -486,6 +494,7 @@ impl Engine {
             self.undo_container(&rec.id, Some(&rec), &shims).await?;
             self.containers.write().unwrap().remove(&rec.id);
             self.release_name("container", &rec.name);
+            self.publish(Event::Deleted, &c);
             info!("unfinished container removed");
             return Ok(());
         }
@@ -518,6 +527,7 @@ impl Engine {
             .map_err(EngineError::io(format!("removing {}", dir.display())))?;
         self.containers.write().unwrap().remove(&rec.id);
         self.release_name("container", &rec.name);
+        self.publish(Event::Deleted, &c);
         info!("container removed");
         Ok(())
     }

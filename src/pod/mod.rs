@@ -5,6 +5,7 @@
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod events;
 pub mod failpoint;
 pub mod infra;
 pub mod monitor;
@@ -111,6 +112,7 @@ pub struct Engine {
     containers: RwLock<HashMap<String, Arc<Container>>>,
     /// Reserved names (sandbox and container names share one map, with a kind prefix).
     names: Mutex<HashMap<String, String>>,
+    events: events::Events,
 }
 
 impl Engine {
@@ -135,6 +137,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             shim: cfg.shim(),
             host: host_limits(cfg.pids_limit),
+            events: events::Events::new(cfg.event_buffer),
             cfg: Arc::new(cfg),
             paths,
             cgroups,
@@ -144,6 +147,7 @@ impl Engine {
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
         });
+        // Before anyone can subscribe to events: recovery reconciles, it does not report.
         recover::recover(&engine).await;
         Ok(engine)
     }

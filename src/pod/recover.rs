@@ -136,6 +136,14 @@ pub(super) async fn recover(engine: &Arc<Engine>) {
         let done = rec.state() == ContainerState::Exited;
         let monitor_alive = proc::is_alive(rec.monitor_pid, rec.monitor_start);
         let c = engine.register_container(rec.clone(), config, done);
+        // Recovery reconciles, it does not report: an exit it finds (that happened while the
+        // daemon was down) gets no CONTAINER_STOPPED event. containerd does the same: its
+        // loadContainer (internal/cri/server/restart.go) writes such an exit into the status
+        // it loads and emits nothing; only the exit monitors it starts for running tasks emit
+        // events, for exits after the restart, as the watchers started here do. The kubelet
+        // loses its event stream when the runtime restarts, and its evented PLEG relists on
+        // that error, which shows the exit. (record_exit below publishes, but nobody can have
+        // subscribed before Engine::new returns.)
         if !done {
             if monitor_alive {
                 if rec.state() == ContainerState::Created {
