@@ -198,7 +198,7 @@ impl ImageService for CriServer {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(img_err)?;
-        let (bytes, inodes) = (u.used_bytes, u.inodes_used);
+        let (bytes, inodes) = (u.bytes, u.inodes);
         let fs = FilesystemUsage {
             timestamp: crate::pod::proc::now_ns(),
             fs_id: Some(FilesystemIdentifier {
