@@ -12,6 +12,7 @@ pub mod proc;
 pub mod record;
 pub mod recover;
 pub mod sandbox;
+pub mod stats;
 pub mod sweep;
 pub mod undo;
 
@@ -96,6 +97,8 @@ pub struct Engine {
     containers: RwLock<HashMap<String, Arc<Container>>>,
     /// Reserved names (sandbox and container names share one map, with a kind prefix).
     names: Mutex<HashMap<String, String>>,
+    /// The previous CPU sample of each container and pod, for the stats RPCs' CPU rate.
+    cpu_rates: stats::CpuRates,
 }
 
 impl Engine {
@@ -128,6 +131,7 @@ impl Engine {
             sandboxes: RwLock::new(HashMap::new()),
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            cpu_rates: stats::CpuRates::default(),
         });
         recover::recover(&engine).await;
         Ok(engine)
