@@ -123,6 +123,66 @@ pub fn is_clean_absolute(p: &str) -> bool {
         && !Path::new(p).as_os_str().as_bytes().is_empty()
 }
 
+/// Space a directory tree takes, as `du` counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Allocated bytes (st_blocks × 512; a file with several hard links counted once).
+    pub bytes: u64,
+    /// Files, directories and links, the root included.
+    pub inodes: u64,
+    /// The walk stopped at its entry bound: the figures are a lower bound.
+    pub truncated: bool,
+}
+
+/// Walks `root` without following symlinks or leaving its filesystem and adds up what it
+/// takes. Entries that vanish meanwhile (a running container deleting files) are skipped.
+/// With `max_entries`, stops after that many entries, so one tree of millions of files cannot
+/// make the caller (a stats RPC) take seconds; the result then says it is `truncated`.
+pub fn disk_usage(root: &Path, max_entries: Option<u64>) -> std::io::Result<DiskUsage> {
+    use std::os::unix::fs::MetadataExt;
+    let with_path = |p: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
+    let mut usage = DiskUsage::default();
+    let mut seen: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
+    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
+    let mut dev = None;
+    while let Some(path) = stack.pop() {
+        if max_entries.is_some_and(|max| usage.inodes >= max) {
+            usage.truncated = true;
+            break;
+        }
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(with_path(&path, e)),
+        };
+        if *dev.get_or_insert(meta.dev()) != meta.dev() {
+            continue; // a mount point inside the tree: another filesystem's usage
+        }
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        usage.inodes += 1;
+        usage.bytes += meta.blocks() * 512;
+        if meta.is_dir() {
+            let entries = match std::fs::read_dir(&path) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(with_path(&path, e)),
+            };
+            for entry in entries {
+                match entry {
+                    Ok(entry) => stack.push(entry.path()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(with_path(&path, e)),
+                }
+            }
+        }
+    }
+    Ok(usage)
+}
+
 /// A temporary directory removed on drop, for tests across modules.
 #[cfg(test)]
 pub(crate) struct TempDir(pub PathBuf);
@@ -202,6 +262,25 @@ mod tests {
         );
         assert!(resolve_in_root(&root, Path::new("/loop1/x")).is_err());
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn disk_usage_counts_blocks_and_inodes_once() {
+        let d = TempDir::new("du");
+        let root = d.0.join("upper");
+        std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+        std::fs::write(root.join("etc/big"), vec![1u8; 1 << 20]).unwrap();
+        std::fs::write(root.join("etc/sub/small"), b"x").unwrap();
+        std::fs::hard_link(root.join("etc/big"), root.join("big-link")).unwrap();
+        symlink("/etc/passwd", root.join("link")).unwrap();
+        let u = disk_usage(&root, None).unwrap();
+        // upper, etc, etc/sub, big (once for two names), small, link.
+        assert_eq!((u.inodes, u.truncated), (6, false), "{u:?}");
+        assert!(u.bytes >= 1 << 20 && u.bytes < 2 << 20, "{u:?}");
+        let capped = disk_usage(&root, Some(3)).unwrap();
+        assert_eq!((capped.inodes, capped.truncated), (3, true), "{capped:?}");
+        let gone = disk_usage(&d.0.join("missing"), None).unwrap();
+        assert_eq!(gone, DiskUsage::default());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! The tests are `#[ignore]`d, so a plain `cargo test` lists them as ignored: `make vm-test` runs
 //! this binary with `--include-ignored` in a cgroup v2 VM. Run anywhere else that is not a pure
-//! cgroup v2 host (no /sys/fs/cgroup/cgroup.controllers), they fail and say why. peapod has no
-//! Stats RPCs yet, so the tests read the cgroup files themselves.
+//! cgroup v2 host (no /sys/fs/cgroup/cgroup.controllers), they fail and say why. The tests read
+//! the cgroup files themselves: they check the limits written, which the Stats RPCs (tested in
+//! stats.rs, on both cgroup versions) do not report.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

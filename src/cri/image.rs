@@ -198,12 +198,10 @@ impl ImageService for CriServer {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(img_err)?;
-        let (bytes, inodes) = (u.used_bytes, u.inodes_used);
+        let (bytes, inodes) = (u.bytes, u.inodes);
         let fs = FilesystemUsage {
             timestamp: crate::pod::proc::now_ns(),
-            fs_id: Some(FilesystemIdentifier {
-                mountpoint: self.engine.images.root().to_string_lossy().into_owned(),
-            }),
+            fs_id: Some(super::stats::fs_id(&self.engine)),
             used_bytes: Some(UInt64Value { value: bytes }),
             inodes_used: Some(UInt64Value { value: inodes }),
         };

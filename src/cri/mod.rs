@@ -2,11 +2,12 @@
 //! One file per RPC family converts requests and calls the engine; `status` maps errors.
 
 mod container;
-mod exec;
 mod events;
+mod exec;
 mod image;
 mod runtime_info;
 mod sandbox;
+mod stats;
 mod status;
 pub mod stream_backend;
 mod streaming;
@@ -239,41 +240,41 @@ impl RuntimeService for CriServer {
     }
     async fn container_stats(
         &self,
-        _r: Request<ContainerStatsRequest>,
+        r: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats"))
+        self.container_stats_impl(r).await
     }
     async fn list_container_stats(
         &self,
-        _r: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        Err(unimplemented("ListContainerStats"))
+        self.list_container_stats_impl(r).await
     }
     type StreamContainerStatsStream = One<StreamContainerStatsResponse>;
     async fn stream_container_stats(
         &self,
-        _r: Request<StreamContainerStatsRequest>,
+        r: Request<StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        Err(unimplemented("StreamContainerStats"))
+        self.stream_container_stats_impl(r).await
     }
     async fn pod_sandbox_stats(
         &self,
-        _r: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats"))
+        self.pod_sandbox_stats_impl(r).await
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _r: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats"))
+        self.list_pod_sandbox_stats_impl(r).await
     }
     type StreamPodSandboxStatsStream = One<StreamPodSandboxStatsResponse>;
     async fn stream_pod_sandbox_stats(
         &self,
-        _r: Request<StreamPodSandboxStatsRequest>,
+        r: Request<StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxStats"))
+        self.stream_pod_sandbox_stats_impl(r).await
     }
     async fn update_runtime_config(
         &self,
@@ -315,20 +316,20 @@ impl RuntimeService for CriServer {
         &self,
         _r: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors"))
+        Ok(self.list_metric_descriptors_impl())
     }
     async fn list_pod_sandbox_metrics(
         &self,
         _r: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics"))
+        self.list_pod_sandbox_metrics_impl().await
     }
     type StreamPodSandboxMetricsStream = One<StreamPodSandboxMetricsResponse>;
     async fn stream_pod_sandbox_metrics(
         &self,
         _r: Request<StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxMetrics"))
+        self.stream_pod_sandbox_metrics_impl().await
     }
     async fn runtime_config(
         &self,

@@ -14,13 +14,12 @@
 //! half-deleted layer under its real name. Blobs are single files and are unlinked directly.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use super::store::parse_digest;
 use super::{ImageError, ImageRecord, ImageStore, IoContext};
+use crate::fsutil::{disk_usage, DiskUsage};
 
 /// What one collection freed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,15 +30,6 @@ pub struct GcStats {
     pub blobs_removed: usize,
     /// Disk space released, in bytes (allocated blocks, hard links counted once).
     pub bytes_freed: u64,
-}
-
-/// Disk usage of the whole store, for CRI's ImageFsInfo.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsUsage {
-    /// Allocated bytes (hard links counted once).
-    pub used_bytes: u64,
-    /// Files, directories and links.
-    pub inodes_used: u64,
 }
 
 /// Removes the layers and blobs no image record references, keeping the layers named in
@@ -99,7 +89,7 @@ pub fn gc(store: &ImageStore, in_use_chain_ids: &HashSet<String>) -> Result<GcSt
         }
     }
     for path in trash {
-        stats.bytes_freed += disk_usage(&path)?.used_bytes;
+        stats.bytes_freed += disk_usage(&path, None).at(&path)?.bytes;
         store.remove_trash(&path)?;
     }
     if stats != GcStats::default() {
@@ -115,8 +105,8 @@ pub fn gc(store: &ImageStore, in_use_chain_ids: &HashSet<String>) -> Result<GcSt
 
 /// Disk usage of the store's root (blobs, layers, records), for CRI's ImageFsInfo. Walks the
 /// whole tree: callers polling it often should cache the answer.
-pub fn usage(store: &ImageStore) -> Result<FsUsage, ImageError> {
-    disk_usage(store.root())
+pub fn usage(store: &ImageStore) -> Result<DiskUsage, ImageError> {
+    disk_usage(store.root(), None).at(store.root())
 }
 
 /// Digests of every blob reachable from the image records: configs, manifests and indexes (by
@@ -166,37 +156,6 @@ fn referenced_blobs(store: &ImageStore, records: &[ImageRecord]) -> HashSet<Stri
         keep.extend(digests_of(doc.get("layers")));
     }
     keep
-}
-
-/// Allocated bytes and inode count of a tree, not following symlinks, hard links once.
-fn disk_usage(root: &Path) -> Result<FsUsage, ImageError> {
-    let mut usage = FsUsage::default();
-    let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            // Something else (a pull, a collector) removed it meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).at(&path),
-        };
-        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        usage.inodes_used += 1;
-        usage.used_bytes += meta.blocks() * 512;
-        if meta.is_dir() {
-            let entries = match fs::read_dir(&path) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).at(&path),
-            };
-            for entry in entries {
-                stack.push(entry.at(&path)?.path());
-            }
-        }
-    }
-    Ok(usage)
 }
 
 // ---- protection of content that pulls are working with ----
@@ -267,6 +226,7 @@ mod tests {
     use crate::image::digest::sha256;
     use crate::image::store::parse_digest;
     use oci_spec::image::{DescriptorBuilder, ImageManifest, ImageManifestBuilder, MediaType};
+    use std::fs;
     use std::io::Write;
 
     use crate::fsutil::TempDir;
@@ -433,6 +393,6 @@ mod tests {
         assert!(store.list_blobs().unwrap().is_empty());
         assert!(active().get(store.root()).is_none(), "protection released");
         let u = usage(&store).unwrap();
-        assert!(u.inodes_used >= 5 && u.used_bytes > 0, "{u:?}");
+        assert!(u.inodes >= 5 && u.bytes > 0, "{u:?}");
     }
 }

@@ -4,8 +4,8 @@
 
 pub mod container;
 pub mod error;
-pub mod exec;
 pub mod events;
+pub mod exec;
 pub mod failpoint;
 pub mod infra;
 pub mod monitor;
@@ -15,6 +15,7 @@ pub mod proc;
 pub mod record;
 pub mod recover;
 pub mod sandbox;
+pub mod stats;
 pub mod sweep;
 pub mod undo;
 pub mod update;
@@ -113,6 +114,8 @@ pub struct Engine {
     /// Reserved names (sandbox and container names share one map, with a kind prefix).
     names: Mutex<HashMap<String, String>>,
     events: events::Events,
+    /// The previous CPU sample of each container and pod, for the stats RPCs' CPU rate.
+    cpu_rates: stats::CpuRates,
 }
 
 impl Engine {
@@ -146,6 +149,7 @@ impl Engine {
             sandboxes: RwLock::new(HashMap::new()),
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            cpu_rates: stats::CpuRates::default(),
         });
         // Before anyone can subscribe to events: recovery reconciles, it does not report.
         recover::recover(&engine).await;

@@ -7,6 +7,10 @@
 //!
 //! peapod only ever removes directories it created or that the OCI runtime created for it, and
 //! only with rmdir, which the kernel refuses while a process is inside.
+//!
+//! `stats.rs` reads a cgroup's usage counters for the CRI stats RPCs.
+
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use libcgroups::common::{CgroupConfig, CgroupManager, CgroupSetup};
 
 use crate::config::CgroupDriver;
+pub use stats::{CgroupStats, CpuStat, MemoryStat, PidsStat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -45,6 +50,8 @@ pub struct Cgroups {
     root: PathBuf,
     /// The v1 hierarchies (one mount per controller set), read once at start-up.
     v1_mounts: Vec<PathBuf>,
+    /// The v1 hierarchy of each controller (`memory` → /sys/fs/cgroup/memory).
+    v1_controllers: std::collections::HashMap<String, PathBuf>,
 }
 
 impl Cgroups {
@@ -61,12 +68,19 @@ impl Cgroups {
                 .filter(|m| m.parent() == Some(root.as_path()))
                 .collect()
         };
+        let v1_controllers = if unified {
+            Default::default()
+        } else {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            stats::v1_controller_mounts(&info, &root)
+        };
         Ok(Cgroups {
             driver,
             unified,
             default_parent: default_parent.to_string(),
             root,
             v1_mounts,
+            v1_controllers,
         })
     }
 
@@ -373,6 +387,7 @@ mod tests {
             default_parent: parent.into(),
             root: PathBuf::from("/sys/fs/cgroup"),
             v1_mounts: Vec::new(),
+            v1_controllers: Default::default(),
         }
     }
 
