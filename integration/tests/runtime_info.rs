@@ -56,8 +56,9 @@ async fn version_status_and_config() {
     assert_eq!(mode & 0o077, 0, "socket mode {mode:o}");
 
     // What peapod does not do says so.
-    let e = rt.exec_sync(ExecSyncRequest::default()).await.unwrap_err();
+    let e = rt.attach(AttachRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.message().contains("Attach"), "{}", e.message());
     d.cleanup().await;
 }
 
