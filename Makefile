@@ -30,8 +30,9 @@ run: deps release
 
 # Every test: unit tests beside the code, then the root-only end-to-end suite against real
 # daemons, runc, namespaces and cgroups.
+# The kill -9 churn of integration/tests/crash.rs runs 20 kills here and 1000 in test-long.
 test: deps build
-	$(CARGO) test --workspace --no-fail-fast
+	PEAPOD_CHURN_KILLS=$${PEAPOD_CHURN_KILLS:-20} $(CARGO) test --workspace --no-fail-fast
 
 # The kill -9 churn at ten times its usual length (integration/tests/crash.rs); replay a failed
 # run with PEAPOD_CHURN_SEED=N from its output.
