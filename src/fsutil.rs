@@ -44,6 +44,32 @@ pub fn atomic_write_opts(path: &Path, data: &[u8], sync: bool) -> std::io::Resul
     res
 }
 
+/// Decodes the `\ooo` octal escapes mountinfo uses for space, tab, newline and backslash in
+/// its path and option fields; anything else (a short or non-octal escape) stays as it is.
+pub fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|c| (b'0'..=b'7').contains(c))
+        {
+            // Summed in u32: `\777` does not fit a byte and must not overflow.
+            let v = field[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// True when `id` is safe to use as one path component under a state directory: non-empty,
 /// at most 128 bytes, only `[A-Za-z0-9_.-]`, and not `.` or `..`.
 pub fn is_safe_id(id: &str) -> bool {
@@ -207,6 +233,15 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape_mountinfo(br"/a\040b"), b"/a b");
+        assert_eq!(unescape_mountinfo(br"/a\134b"), b"/a\\b");
+        assert_eq!(unescape_mountinfo(br"/plain"), b"/plain");
+        assert_eq!(unescape_mountinfo(br"/end\04"), b"/end\\04");
+        assert_eq!(unescape_mountinfo(br"a\777"), [b'a', 0xff]);
+    }
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("peapod-fsutil-{name}-{}", new_id()));

@@ -1268,27 +1268,9 @@ pub fn mount_propagation_fields(mountinfo: &str, path: &Path) -> Option<Vec<Stri
     best.map(|(_, o)| o)
 }
 
-/// Decodes the `\040`-style octal escapes of mountinfo paths.
+/// A mountinfo path field, decoded (lossily: a mount point outside UTF-8 matches no spec path).
 fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::fsutil::unescape_mountinfo(s.as_bytes())).into_owned()
 }
 
 /// A host bind mount (`rbind` + propagation + `ro`/`rw`), as containerd's `WithMounts`

@@ -184,25 +184,11 @@ pub fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\\ooo`.
+/// A mountinfo path field as a path.
 fn unescape(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(OsString::from_vec(out))
+    PathBuf::from(OsString::from_vec(crate::fsutil::unescape_mountinfo(
+        s.as_bytes(),
+    )))
 }
 
 #[cfg(test)]
