@@ -58,6 +58,13 @@ impl OciRuntime {
         }
     }
 
+    /// `<runtime> <global args>`, for the caller to add a subcommand to.
+    pub fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.args(&self.global_args);
+        cmd
+    }
+
     /// Runs `<runtime> <global args> <args> <id> <tail>` and turns a failure into its stderr.
     async fn run(
         &self,
@@ -66,8 +73,8 @@ impl OciRuntime {
         id: &str,
         tail: &[&str],
     ) -> Result<(), RuntimeError> {
-        let out = tokio::process::Command::new(&self.path)
-            .args(&self.global_args)
+        let out = self
+            .command()
             .args(args)
             .arg(id)
             .args(tail)
@@ -115,8 +122,8 @@ impl OciRuntime {
 
     /// The container's status as the runtime reports it (`created`, `running`, `stopped`...).
     pub async fn status(&self, id: &str) -> Result<String, RuntimeError> {
-        let out = tokio::process::Command::new(&self.path)
-            .args(&self.global_args)
+        let out = self
+            .command()
             .args(["state", id])
             .stdin(Stdio::null())
             .output()

@@ -59,9 +59,8 @@ impl PreparedExec {
     /// `<runtime> exec --process FILE --pid-file FILE [EXTRA...] ID`; the caller sets its
     /// stdio. Options must come before the ID: after it, the runtime reads a command.
     pub fn command(&self, extra: &[&std::ffi::OsStr]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.runtime.path);
-        cmd.args(&self.runtime.global_args)
-            .arg("exec")
+        let mut cmd = self.runtime.command();
+        cmd.arg("exec")
             .arg("--process")
             .arg(&self.process_file)
             .arg("--pid-file")
@@ -184,20 +183,7 @@ impl Engine {
             stdout.map_err(EngineError::io("reading exec stdout"))?,
             stderr.map_err(EngineError::io("reading exec stderr"))?,
         );
-        let exit_code = exit_code_of(status);
-        if exit_code != 0 && prepared.pid().is_none() {
-            // The runtime never started the command (not found, not executable...): that is
-            // an error of the call, not an exit code of the command, as containerd reports it.
-            let message = String::from_utf8_lossy(&stderr).trim().to_string();
-            return Err(EngineError::Runtime(
-                crate::oci::runtime::RuntimeError::Failed {
-                    runtime: prepared.runtime.name.clone(),
-                    op: "exec",
-                    id: prepared.container_id.clone(),
-                    message,
-                },
-            ));
-        }
+        let exit_code = exec_result(&prepared, status, &stderr)?;
         debug!(exit_code, "exec finished");
         Ok(ExecOutput {
             stdout,
@@ -382,7 +368,7 @@ async fn exec_pipes(p: &PreparedExec, mut io: ExecIo) -> Result<i32> {
         t.abort();
     }
     let status = status.map_err(EngineError::io("waiting for the exec"))?;
-    exec_result(p, status)
+    exec_result(p, status, &[])
 }
 
 async fn copy_out(
@@ -396,16 +382,23 @@ async fn copy_out(
     }
 }
 
-/// The exit code, or the runtime's error when it never started the command.
-fn exec_result(p: &PreparedExec, status: std::process::ExitStatus) -> Result<i32> {
+/// The exit code, or the runtime's error when it never started the command (not found, not
+/// executable...): that is an error of the call, not an exit code of the command, as
+/// containerd reports it. `stderr` is the runtime's own, where the daemon has it.
+fn exec_result(p: &PreparedExec, status: std::process::ExitStatus, stderr: &[u8]) -> Result<i32> {
     let code = exit_code_of(status);
     if code != 0 && p.pid().is_none() {
+        let said = String::from_utf8_lossy(stderr).trim().to_string();
         return Err(EngineError::Runtime(
             crate::oci::runtime::RuntimeError::Failed {
                 runtime: p.runtime.name.clone(),
                 op: "exec",
                 id: p.container_id.clone(),
-                message: format!("the command did not start (exit status {code})"),
+                message: if said.is_empty() {
+                    format!("the command did not start (exit status {code})")
+                } else {
+                    said
+                },
             },
         ));
     }
@@ -470,7 +463,7 @@ async fn exec_tty(p: &PreparedExec, mut io: ExecIo) -> Result<i32> {
         t.abort();
     }
     let status = status.map_err(EngineError::io("waiting for the exec"))?;
-    exec_result(p, status)
+    exec_result(p, status, &[])
 }
 
 /// Sets a terminal's size (TIOCSWINSZ).
