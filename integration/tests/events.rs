@@ -136,9 +136,32 @@ async fn a_lifecycle_yields_created_started_stopped_deleted_with_the_pod() {
     )
     .await;
     start(&mut rt, &stay).await;
+    // PodSandboxStatus lists the pod's containers too (evented PLEG reads them there).
+    let st = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<_> = st
+        .containers_statuses
+        .iter()
+        .map(|c| (c.id.as_str(), c.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [(stay.as_str(), ContainerState::ContainerRunning as i32)]
+    );
+    assert!(st.timestamp > 0);
     let id = lifecycle(&mut rt, &pod, &sb, "life").await;
 
-    let all = collect(&mut ev, 6, T).await;
+    // The sandbox's own events (its ID as the container ID, as containerd sends them) come
+    // first: RunPodSandbox made and started it.
+    let all = collect(&mut ev, 8, T).await;
+    assert_eq!(kinds_of(&all, &pod), &LIFECYCLE[..2]);
+    assert_eq!(all[0].pod_sandbox_status.as_ref().unwrap().id, pod);
     assert_eq!(kinds_of(&all, &stay), &LIFECYCLE[..2]);
     assert_eq!(kinds_of(&all, &id), LIFECYCLE);
     assert!(
@@ -190,6 +213,26 @@ async fn a_lifecycle_yields_created_started_stopped_deleted_with_the_pod() {
         ev.next(Duration::from_millis(200)).await.is_none(),
         "nothing else happened"
     );
+
+    // Stopping and removing the pod: the neighbour stops, the sandbox stops, then they go.
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    let all = collect(&mut ev, 4, T).await;
+    assert_eq!(kinds_of(&all, &stay), &LIFECYCLE[2..]);
+    assert_eq!(kinds_of(&all, &pod), &LIFECYCLE[2..]);
+    let gone = all
+        .iter()
+        .find(|e| e.container_id == pod && kind(e) == LIFECYCLE[3]);
+    assert!(gone.unwrap().pod_sandbox_status.is_none(), "{all:#?}");
+    let stopped = all.iter().find(|e| e.container_id == pod).unwrap();
+    assert_eq!(
+        stopped.pod_sandbox_status.as_ref().unwrap().state,
+        PodSandboxState::SandboxNotready as i32
+    );
+    assert!(ev.next(Duration::from_millis(200)).await.is_none());
     d.cleanup().await;
 }
 
@@ -274,8 +317,9 @@ async fn two_subscribers_get_every_event_of_20_lifecycles_in_order() {
         ids.extend(t.await.unwrap());
     }
     assert_eq!(ids.len(), 20);
-    let got_a = collect(&mut a, 80, T).await;
-    let got_b = collect(&mut b, 80, T).await;
+    // 20 lifecycles and the sandbox's CREATED and STARTED.
+    let got_a = collect(&mut a, 82, T).await;
+    let got_b = collect(&mut b, 82, T).await;
     let key = |e: &ContainerEventResponse| (e.container_id.clone(), kind(e), e.created_at);
     assert_eq!(
         got_a.iter().map(key).collect::<Vec<_>>(),
@@ -332,7 +376,7 @@ async fn a_subscriber_that_never_reads_blocks_nothing_and_is_dropped() {
                 .await
                 .expect("RPCs went on while a subscriber did not read")
         },
-        collect(&mut live, 4 * n, Duration::from_secs(180))
+        collect(&mut live, 4 * n + 2, Duration::from_secs(180))
     );
     println!(
         "{} events in {:?} with a subscriber that never reads",

@@ -3,7 +3,7 @@
 //! ```text
 //! peapod-shim pause [--hostname NAME] [--lo-up] [--id ID] [--state-dir DIR]
 //! peapod-shim monitor --id ID --bundle DIR --runtime PATH [--runtime-arg ARG]...
-//!                     --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin]
+//!                     --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin] [--stdin-once]
 //! ```
 //!
 //! Options taking a value accept `--opt VALUE` and `--opt=VALUE`. The value of the separate form
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "usage:
   peapod-shim pause [--hostname NAME] [--lo-up] [--id ID] [--state-dir DIR]
   peapod-shim monitor --id ID --bundle DIR --runtime PATH [--runtime-arg ARG]...
-                      --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin]
+                      --exit-file FILE --runtime-log FILE [--log-path FILE] [--tty] [--stdin] [--stdin-once]
 ";
 
 /// A parsed command line.
@@ -57,6 +57,9 @@ pub struct MonitorOpts {
     pub log_path: Option<PathBuf>,
     pub tty: bool,
     pub stdin: bool,
+    /// Close the container's stdin when the first attach client that used it is done
+    /// (the CRI `stdin_once`).
+    pub stdin_once: bool,
 }
 
 /// Parses the arguments after the program name.
@@ -178,6 +181,7 @@ fn parse_monitor<I: Iterator<Item = OsString>>(mut opts: Opts<I>) -> Result<Moni
     let mut log_path = None;
     let mut tty = false;
     let mut stdin = false;
+    let mut stdin_once = false;
     while let Some(opt) = opts.next()? {
         if opt.name != "runtime-arg" {
             opts.once(&opt)?;
@@ -192,6 +196,7 @@ fn parse_monitor<I: Iterator<Item = OsString>>(mut opts: Opts<I>) -> Result<Moni
             "log-path" => log_path = Some(PathBuf::from(opts.value(opt)?)),
             "tty" => tty = opts.flag(&opt)?,
             "stdin" => stdin = opts.flag(&opt)?,
+            "stdin-once" => stdin_once = opts.flag(&opt)?,
             other => return Err(format!("unknown monitor option --{other}")),
         }
     }
@@ -215,6 +220,7 @@ fn parse_monitor<I: Iterator<Item = OsString>>(mut opts: Opts<I>) -> Result<Moni
         log_path: log_path.filter(|p| !p.as_os_str().is_empty()),
         tty,
         stdin,
+        stdin_once,
     })
 }
 
@@ -298,6 +304,7 @@ mod tests {
             "/l",
             "--tty",
             "--stdin",
+            "--stdin-once",
         ]);
         let Ok(Command::Monitor(m)) = parse_strs(&a) else {
             panic!("not a monitor command")
@@ -312,7 +319,7 @@ mod tests {
         assert_eq!(m.exit_file, PathBuf::from("/e"));
         assert_eq!(m.runtime_log, PathBuf::from("/rl"));
         assert_eq!(m.log_path, Some(PathBuf::from("/l")));
-        assert!(m.tty && m.stdin);
+        assert!(m.tty && m.stdin && m.stdin_once);
     }
 
     #[test]
@@ -322,7 +329,7 @@ mod tests {
         };
         assert!(m.runtime_args.is_empty());
         assert_eq!(m.log_path, None);
-        assert!(!m.tty && !m.stdin);
+        assert!(!m.tty && !m.stdin && !m.stdin_once);
     }
 
     #[test]

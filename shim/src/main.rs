@@ -11,6 +11,10 @@
 //! reported there, as `error <message>`, with exit status 2.
 
 mod args;
+mod attach;
+// The client half (resize_payload, Decoder::pending) is the daemon's, which compiles the same file.
+#[allow(dead_code)]
+mod attachproto;
 mod console;
 mod crilog;
 mod exitfile;

@@ -29,6 +29,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::args::MonitorOpts;
+use crate::attach::AttachServer;
+use crate::attachproto as proto;
 use crate::console::ConsoleSocket;
 use crate::crilog::{self, CriLog, LineSplitter, Tag};
 use crate::exitfile::{self, Exit};
@@ -60,12 +62,25 @@ pub fn run(opts: &MonitorOpts) -> i32 {
             return fail(sync, &format!("writing {}: {e}", path.display()));
         }
     };
-    let created = match create(opts) {
+    // Also before the container exists; clients may connect before it starts.
+    let mut attach = match AttachServer::bind(&opts.bundle, opts.stdin_once) {
+        Ok(a) => a,
+        Err(e) => {
+            let path = opts.bundle.join(proto::SOCKET);
+            return fail(sync, &format!("attach socket {}: {e}", path.display()));
+        }
+    };
+    let mut created = match create(opts) {
         Ok(c) => c,
         Err(msg) => return fail(sync, &msg),
     };
+    if let Err(msg) = connect_attach(opts, &mut created, &mut attach) {
+        force_delete(opts);
+        return fail(sync, &msg);
+    }
     sync.created(created.init_pid);
-    let (ended, finished_at_ns) = watch(opts, &sigfd, created, &mut ack);
+    let (ended, finished_at_ns) = watch(opts, &sigfd, created, &mut ack, &mut attach);
+    attach.finish();
     let line = exitfile::encode(ended.pid, ended.exit, finished_at_ns);
     if let Err(e) = exitfile::write_atomic(&opts.exit_file, line.as_bytes()) {
         eprintln!(
@@ -126,7 +141,8 @@ struct Stream {
 struct Created {
     init_pid: i32,
     streams: Vec<Stream>,
-    /// The write end of the container's stdin pipe (`--stdin`), kept open until the end.
+    /// The write end of the container's stdin pipe (`--stdin`), handed to the attach server,
+    /// which keeps it open until the end (or, with `--stdin-once`, the first attach's end).
     stdin: Option<OwnedFd>,
 }
 
@@ -233,6 +249,27 @@ fn create(opts: &MonitorOpts) -> Result<Created, String> {
     })
 }
 
+/// Hands the container's stdin (the pipe's write end, or with a tty the pty master) and its
+/// pty master to the attach server.
+fn connect_attach(
+    opts: &MonitorOpts,
+    created: &mut Created,
+    attach: &mut AttachServer,
+) -> Result<(), String> {
+    if opts.tty {
+        let Some(master) = created.streams.first().and_then(|s| s.fd.as_ref()) else {
+            return Ok(());
+        };
+        let dup = || sys::dup_cloexec(master.as_raw_fd()).map_err(|e| format!("pty master: {e}"));
+        let stdin = if opts.stdin { Some(dup()?) } else { None };
+        attach.connect_container(stdin, Some(dup()?));
+    } else if let Some(w) = created.stdin.take() {
+        sys::set_nonblocking(w.as_raw_fd()).map_err(|e| format!("stdin pipe: {e}"))?;
+        attach.connect_container(Some(w), None);
+    }
+    Ok(())
+}
+
 /// `RUNTIME [runtime-args...] --log RUNTIME_LOG --log-format json SUBCOMMAND...` as argv.
 fn runtime_argv(opts: &MonitorOpts, sub: &[&OsStr]) -> Result<Vec<CString>, String> {
     let mut args: Vec<&OsStr> = vec![opts.runtime.as_os_str()];
@@ -319,36 +356,44 @@ fn watch(
     sigfd: &OwnedFd,
     created: Created,
     ack: &mut ReopenAck,
+    attach: &mut AttachServer,
 ) -> (Ended, u128) {
     let Created {
         init_pid,
         mut streams,
-        stdin: _stdin, // held (open) until the monitor returns
+        stdin: _stdin, // taken by the attach server; `None` here
     } = created;
     let mut log = CriLog::open(opts.log_path.clone());
     // Not zero-filled: its pages become resident only as far as reads actually fill them.
     let mut buf = Vec::with_capacity(READ_BUF);
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8);
     let ended = loop {
-        let mut fds = [libc::pollfd {
-            fd: -1,
+        fds.clear();
+        let pollin = |fd: i32| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        }; 3];
-        fds[0].fd = sigfd.as_raw_fd();
-        for (pfd, s) in fds[1..].iter_mut().zip(&streams) {
-            // A negative fd is skipped by poll.
-            pfd.fd = s.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
-        }
-        if let Err(e) = sys::poll(&mut fds[..1 + streams.len()]) {
+        };
+        fds.push(pollin(sigfd.as_raw_fd()));
+        // A negative fd is skipped by poll.
+        fds.extend(
+            streams
+                .iter()
+                .map(|s| pollin(s.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd()))),
+        );
+        let attach_at = fds.len();
+        attach.fds(&mut fds);
+        if let Err(e) = sys::poll(&mut fds) {
             eprintln!("peapod-shim monitor: poll: {e}");
             std::thread::sleep(std::time::Duration::from_millis(100));
             continue;
         }
-        for (pfd, s) in fds[1..].iter().zip(streams.iter_mut()) {
+        for (pfd, s) in fds[1..attach_at].iter().zip(streams.iter_mut()) {
             if pfd.fd >= 0 && pfd.revents != 0 {
-                s.pump(&mut buf, &mut log);
+                s.pump(&mut buf, &mut log, attach);
             }
         }
+        attach.handle(&fds[attach_at..]);
         if fds[0].revents != 0 {
             if let Some(end) = handle_signals(sigfd, init_pid, &mut log, ack) {
                 break end;
@@ -358,7 +403,7 @@ fn watch(
     // Whatever the init wrote before it died is in the pipes now; take it, but do not wait
     // for other holders of the write ends.
     for s in &mut streams {
-        s.drain(&mut buf, &mut log);
+        s.drain(&mut buf, &mut log, attach);
     }
     ended
 }
@@ -406,9 +451,18 @@ fn handle_signals(
 }
 
 impl Stream {
+    /// The attach frame kind of this stream.
+    fn kind(&self) -> u8 {
+        if self.name == "stderr" {
+            proto::STDERR
+        } else {
+            proto::STDOUT
+        }
+    }
+
     /// One read; at EOF the unfinished line is flushed and the fd closed. Returns false when
     /// nothing more can be read right now (EOF or EAGAIN).
-    fn pump(&mut self, buf: &mut Vec<u8>, log: &mut CriLog) -> bool {
+    fn pump(&mut self, buf: &mut Vec<u8>, log: &mut CriLog, attach: &mut AttachServer) -> bool {
         let Some(fd) = &self.fd else {
             return false;
         };
@@ -436,13 +490,14 @@ impl Stream {
         }
         self.split.feed(&buf[..n], &mut emit);
         log.flush();
+        attach.broadcast(self.kind(), &buf[..n]);
         true
     }
 
     /// Reads until EOF or EAGAIN (bounded), then flushes the unfinished line as full.
-    fn drain(&mut self, buf: &mut Vec<u8>, log: &mut CriLog) {
+    fn drain(&mut self, buf: &mut Vec<u8>, log: &mut CriLog, attach: &mut AttachServer) {
         for _ in 0..DRAIN_READS {
-            if !self.pump(buf, log) {
+            if !self.pump(buf, log, attach) {
                 break;
             }
         }

@@ -448,3 +448,50 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     // Extra fds (never sent by runc) are closed when `received` drops.
     Ok(received.swap_remove(0))
 }
+
+/// One write(2) to `fd` (non-blocking ones return `WouldBlock`); retries EINTR. Returns how
+/// many bytes were written.
+pub fn write_some(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads at most buf.len() bytes from buf.
+    let n = cvt_retry(|| unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// Sets the window size of the terminal whose master (or slave) is `fd` (TIOCSWINSZ); the
+/// foreground process group gets SIGWINCH.
+pub fn set_winsize(fd: RawFd, cols: u16, rows: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, a live local.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) })?;
+    Ok(())
+}
+
+/// Sets the process's umask; returns the previous one.
+pub fn umask(mask: libc::mode_t) -> libc::mode_t {
+    // SAFETY: umask(2) cannot fail and touches no memory.
+    unsafe { libc::umask(mask) }
+}
+
+/// A close-on-exec duplicate of `fd`, sharing its open file description.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor, which we then own.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// poll(2) waiting at most `limit`. EINTR yields `Ok(0)`.
+pub fn poll_timeout(fds: &mut [libc::pollfd], limit: std::time::Duration) -> io::Result<usize> {
+    let ms = limit.as_millis().min(c_int::MAX as u128) as c_int;
+    // SAFETY: the kernel reads and writes exactly fds.len() pollfd entries.
+    match cvt(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) }) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}

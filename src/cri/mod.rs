@@ -228,9 +228,7 @@ impl RuntimeService for CriServer {
         self.exec_impl(r)
     }
     async fn attach(&self, r: Request<AttachRequest>) -> Result<Response<AttachResponse>, Status> {
-        // The monitor does not serve the container's stdio to attach clients yet.
-        let _ = r;
-        Err(unimplemented("Attach"))
+        self.attach_impl(r)
     }
     async fn port_forward(
         &self,

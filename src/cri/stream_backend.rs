@@ -1,6 +1,6 @@
 //! The streaming server's [`Backend`] over the pod engine: exec through the engine's
-//! `exec_streams`, port forwarding through its `port_forward`. Attach needs the monitor to
-//! serve the container's stdio, which it does not yet: Attach stays UNIMPLEMENTED at the RPC.
+//! `exec_streams`, attach through its `attach` (the monitor serves the container's stdio),
+//! port forwarding through its `port_forward`.
 
 use std::sync::Arc;
 
@@ -50,12 +50,14 @@ impl Backend for EngineBackend {
     fn attach(
         &self,
         container_id: String,
-        _io: StreamIo,
+        io: StreamIo,
     ) -> BoxFuture<'static, Result<(), BackendError>> {
+        let engine = self.0.clone();
         Box::pin(async move {
-            Err(BackendError(format!(
-                "attach to container {container_id} is not supported by peapod yet"
-            )))
+            engine
+                .attach(&container_id, exec_io(io))
+                .await
+                .map_err(|e| BackendError(e.to_string()))
         })
     }
 

@@ -21,29 +21,47 @@ impl CriServer {
         self.streaming.as_deref().ok_or_else(|| unimplemented(rpc))
     }
 
+    /// As containerd: only a running container gets a URL (NOT_FOUND / FAILED_PRECONDITION
+    /// now, not a failure later on the stream). An empty ID is left to the request checks.
+    fn check_running(&self, id: &str) -> Result<(), Status> {
+        if id.is_empty() {
+            return Ok(());
+        }
+        let c = self
+            .engine
+            .container(id)
+            .map_err(super::status::to_status)?;
+        if c.record().state() != crate::pod::ContainerState::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                c.record().id
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) fn exec_impl(
         &self,
         r: Request<ExecRequest>,
     ) -> Result<Response<ExecResponse>, Status> {
-        // As containerd: only a running container gets a URL (NOT_FOUND / FAILED_PRECONDITION
-        // now, not a failure later on the stream).
-        if !r.get_ref().container_id.is_empty() {
-            let c = self
-                .engine
-                .container(&r.get_ref().container_id)
-                .map_err(super::status::to_status)?;
-            if c.record().state() != crate::pod::ContainerState::Running {
-                return Err(Status::failed_precondition(format!(
-                    "container {} is not running",
-                    c.record().id
-                )));
-            }
-        }
+        self.check_running(&r.get_ref().container_id)?;
         let url = self
             .stream_server("Exec")?
             .get_exec(r.get_ref())
             .map_err(to_status)?;
         Ok(Response::new(ExecResponse { url }))
+    }
+
+    pub(super) fn attach_impl(
+        &self,
+        r: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        self.check_running(&r.get_ref().container_id)?;
+        let url = self
+            .stream_server("Attach")?
+            .get_attach(r.get_ref())
+            .map_err(to_status)?;
+        Ok(Response::new(AttachResponse { url }))
     }
 
     pub(super) fn port_forward_impl(

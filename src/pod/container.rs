@@ -237,6 +237,7 @@ impl Engine {
             log_path: log.as_deref(),
             tty: config.tty,
             stdin: config.stdin,
+            stdin_once: config.stdin_once,
         })
         .await?;
         tracing::debug!(pid = started.init_pid, "runtime created the container");

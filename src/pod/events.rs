@@ -280,6 +280,39 @@ impl Engine {
         });
     }
 
+    /// Publishes a change of sandbox `sb` as kubelet's evented PLEG expects it (and containerd
+    /// sends it): a container event whose container ID is the sandbox's ID. `removed`: the
+    /// sandbox is gone, so the event carries no sandbox status.
+    pub(super) fn publish_sandbox(
+        &self,
+        kind: ContainerEventKind,
+        sb: &Arc<Sandbox>,
+        removed: bool,
+    ) {
+        self.events.bus.publish_with(|| {
+            let id = sb.id();
+            let mut containers: Vec<(Arc<Container>, ContainerRecord)> = self
+                .sandbox_containers(&id)
+                .into_iter()
+                .map(|c| {
+                    let r = c.record();
+                    (c, r)
+                })
+                .collect();
+            containers.sort_by(|a, b| (a.1.created_at, &a.1.id).cmp(&(b.1.created_at, &b.1.id)));
+            ContainerEvent {
+                kind,
+                container_id: id.clone(),
+                sandbox_id: id,
+                at_ns: now_ns(),
+                pod: PodSnapshot {
+                    sandbox: (!removed).then(|| (sb.clone(), sb.record())),
+                    containers,
+                },
+            }
+        });
+    }
+
     /// The pod of an event about `c`: its sandbox and containers as they are now, with `c`
     /// among them unless it was deleted (CREATED is published before `c` is registered).
     fn pod_snapshot(

@@ -29,6 +29,9 @@ use crate::oci::runtime::OciRuntime;
 /// kubelet accepts (its gRPC limit), with room for the rest of the response.
 pub const OUTPUT_CAP: usize = (16 << 20) - (4 << 10);
 
+/// How long a tty exec waits for the client's first terminal size before it starts.
+const FIRST_RESIZE_WAIT: Duration = Duration::from_millis(100);
+
 /// How long a killed exec (and its runtime process) gets to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -414,7 +417,17 @@ async fn exec_tty(p: &PreparedExec, mut io: ExecIo) -> Result<i32> {
     use std::os::fd::AsRawFd;
     use tokio::io::AsyncWriteExt;
     let pty = nix::pty::openpty(None, None).map_err(|e| EngineError::io("openpty")(e.into()))?;
-    set_size(pty.master.as_raw_fd(), 80, 24);
+    // Clients send the terminal's size first thing (crictl, kubectl): wait briefly for it so
+    // the runtime copies the client's size, not a default, onto the container's terminal.
+    let (cols, rows) = match io.resize.as_mut() {
+        Some(rx) => tokio::time::timeout(FIRST_RESIZE_WAIT, rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((80, 24)),
+        None => (80, 24),
+    };
+    set_size(pty.master.as_raw_fd(), cols, rows);
     let slave = std::fs::File::from(pty.slave);
     let stdio = |f: &std::fs::File| -> Result<Stdio> {
         Ok(Stdio::from(f.try_clone().map_err(EngineError::io("pty"))?))

@@ -312,6 +312,7 @@ impl Engine {
             log_path: None,
             tty: false,
             stdin: false,
+            stdin_once: false,
         })
         .await?;
         tracing::debug!(

@@ -2,6 +2,7 @@
 //! namespaces, a pod cgroup) and containers (an OCI bundle run by a runtime handler under a
 //! per-container monitor), with their records persisted so a daemon restart loses nothing.
 
+pub mod attach;
 pub mod container;
 pub mod error;
 pub mod events;
@@ -219,7 +220,7 @@ impl Engine {
         used
     }
 
-    fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+    pub fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
         self.containers
             .read()
             .unwrap()

@@ -69,6 +69,7 @@ pub struct MonitorArgs<'a> {
     pub log_path: Option<&'a Path>,
     pub tty: bool,
     pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 /// A started monitor with its container created (not yet started).
@@ -115,6 +116,9 @@ pub async fn spawn(a: &MonitorArgs<'_>) -> Result<Started, MonitorError> {
     }
     if a.stdin {
         cmd.arg("--stdin");
+    }
+    if a.stdin && a.stdin_once {
+        cmd.arg("--stdin-once");
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -13,6 +13,7 @@ use std::time::Duration;
 use nix::mount::{MntFlags, MsFlags};
 use tracing::{info, instrument, warn};
 
+use super::events::ContainerEventKind;
 use super::failpoint;
 use super::infra::InfraArgs;
 use super::pause::{self, PauseNamespaces};
@@ -350,6 +351,8 @@ impl Engine {
         if let Some(infra) = &sb.record().infra {
             self.reap_infra_monitor(infra);
         }
+        self.publish_sandbox(ContainerEventKind::Created, &sb, false);
+        self.publish_sandbox(ContainerEventKind::Started, &sb, false);
         self.watch_pause(sb);
         info!("pod sandbox ready");
         Ok(id)
@@ -362,6 +365,7 @@ impl Engine {
             (r.pause_pid, r.pause_start)
         };
         let dir = self.paths.sandbox_dir(&sb.id());
+        let engine = self.clone();
         tokio::spawn(async move {
             if let Err(e) = proc::wait_exit(pid).await {
                 warn!(pid, error = %e, "cannot watch pause; polling");
@@ -377,7 +381,8 @@ impl Engine {
             });
             match res {
                 Ok(Some(rec)) => {
-                    info!(sandbox_id = %rec.id, pid, ?status, "pause exited: sandbox not ready")
+                    info!(sandbox_id = %rec.id, pid, ?status, "pause exited: sandbox not ready");
+                    engine.publish_sandbox(ContainerEventKind::Stopped, &sb, false);
                 }
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "saving sandbox record"),
@@ -409,11 +414,16 @@ impl Engine {
         if let Some(shm) = &rec.shm {
             unmount(shm);
         }
-        record::update(&sb.rec, &self.paths.sandbox_dir(&id), |r| {
+        let changed = record::update(&sb.rec, &self.paths.sandbox_dir(&id), |r| {
+            let changed = r.state != SandboxState::NotReady;
             r.state = SandboxState::NotReady;
-            true
+            changed
         })
         .map_err(EngineError::io("saving sandbox record"))?;
+        // Once per stop: the pause watcher publishes it instead if it saw the exit first.
+        if changed.is_some() {
+            self.publish_sandbox(ContainerEventKind::Stopped, &sb, false);
+        }
         info!("pod sandbox stopped");
         Ok(())
     }
@@ -472,6 +482,7 @@ impl Engine {
             .map_err(EngineError::io(format!("removing {}", dir.display())))?;
         self.sandboxes.write().unwrap().remove(&rec.id);
         self.release_name("sandbox", &rec.name);
+        self.publish_sandbox(ContainerEventKind::Deleted, &sb, true);
         info!("pod sandbox removed");
         Ok(())
     }
