@@ -284,6 +284,8 @@ pub(crate) fn push_new_veth(
     netns_fd: RawFd,
 ) {
     let mut p = LinkMessage::default();
+    // Not up here: a veth cannot open before its pair is complete (ENOTCONN); the pod side
+    // sets it up.
     p.attributes.push(LinkAttribute::IfName(peer.to_string()));
     p.attributes.push(LinkAttribute::Mtu(mtu));
     p.attributes.push(LinkAttribute::NetNsFd(netns_fd));

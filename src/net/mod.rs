@@ -679,11 +679,11 @@ impl Inner {
         &self,
         nf: &mut NlSocket,
     ) -> Result<(bool, Vec<(u64, String, HostPort)>), NetError> {
-        let listed = match self.nft.list_hostports(nf) {
+        let listed = match self.nft.list_chain(nf, nft::HOSTPORTS) {
             Ok(l) => l,
             Err(e) => return Err(NetError::netlink("listing the hostports rules")(e)),
         };
-        let present = listed.first().is_some() || self.table_exists(nf)?;
+        let present = !listed.is_empty() || self.table_exists(nf)?;
         Ok((
             present,
             listed
@@ -697,8 +697,7 @@ impl Inner {
     }
 
     fn table_exists(&self, nf: &mut NlSocket) -> Result<bool, NetError> {
-        // An empty transaction that only adds the (existing or not) table would change state;
-        // listing the chain distinguishes "empty" from "missing" instead.
+        // An empty dump of the chain does not tell an empty chain from a missing table.
         match self.nft.chain_exists(nf) {
             Ok(b) => Ok(b),
             Err(e) => Err(NetError::netlink("looking up the hostports chain")(e)),
@@ -713,7 +712,7 @@ impl Inner {
         ips: &[IpAddr],
         hostports: &[HostPort],
     ) -> Result<(), NetError> {
-        let rules = nft::pod_rules(pod, ips, hostports).map_err(|hp| {
+        let rules = nft::pod_rules(pod, &self.with_gateways(ips), hostports).map_err(|hp| {
             NetError::Config(format!(
                 "host port {}/{} on {} needs an address of that family, and the pod has none",
                 hp.proto,
@@ -733,6 +732,11 @@ impl Inner {
                 holder: holder.to_string(),
             });
         }
+        let old_hairpin = if present {
+            self.pod_rules_in(&mut nf, nft::HAIRPIN, pod)?
+        } else {
+            Vec::new()
+        };
         let mut t = Txn::begin(&mut nf);
         if !present {
             self.nft.push_skeleton(&mut t);
@@ -742,6 +746,9 @@ impl Inner {
                 t.delete_rule(&self.nft.table, nft::HOSTPORTS, *handle);
             }
         }
+        for handle in old_hairpin {
+            t.delete_rule(&self.nft.table, nft::HAIRPIN, handle);
+        }
         for r in &rules {
             t.add_rule(&self.nft.table, r);
         }
@@ -749,21 +756,48 @@ impl Inner {
             .map_err(|(op, e)| NetError::Netlink { op, source: e })
     }
 
-    fn remove_port_rules(&self, pod: &str) -> Result<(), NetError> {
-        let mut nf = self.nf.lock().unwrap();
+    /// Each address with the gateway of the current CIDR holding it.
+    fn with_gateways(&self, ips: &[IpAddr]) -> Vec<(IpAddr, Option<IpAddr>)> {
+        let nets = self.ranges.read().unwrap().nets();
+        ips.iter()
+            .map(|ip| {
+                (
+                    *ip,
+                    nets.iter().find(|n| n.contains(ip)).map(|n| gateway(*n)),
+                )
+            })
+            .collect()
+    }
+
+    /// The handles of `pod`'s rules in `chain`.
+    fn pod_rules_in(
+        &self,
+        nf: &mut NlSocket,
+        chain: &'static str,
+        pod: &str,
+    ) -> Result<Vec<u64>, NetError> {
         let listed = self
             .nft
-            .list_hostports(&mut nf)
-            .map_err(NetError::netlink("listing the hostports rules"))?;
-        let mut t = Txn::begin(&mut nf);
-        for l in listed {
-            if l.comment
-                .as_deref()
-                .and_then(ports::parse_tag)
-                .is_some_and(|(p, _)| p == pod)
-            {
-                t.delete_rule(&self.nft.table, nft::HOSTPORTS, l.handle);
+            .list_chain(nf, chain)
+            .map_err(NetError::netlink(format!("listing the {chain} rules")))?;
+        Ok(listed
+            .into_iter()
+            .filter(|l| l.comment.as_deref().and_then(nft::tag_pod) == Some(pod))
+            .map(|l| l.handle)
+            .collect())
+    }
+
+    fn remove_port_rules(&self, pod: &str) -> Result<(), NetError> {
+        let mut nf = self.nf.lock().unwrap();
+        let mut t_rules = Vec::new();
+        for chain in [nft::HOSTPORTS, nft::HAIRPIN] {
+            for h in self.pod_rules_in(&mut nf, chain, pod)? {
+                t_rules.push((chain, h));
             }
+        }
+        let mut t = Txn::begin(&mut nf);
+        for (chain, h) in t_rules {
+            t.delete_rule(&self.nft.table, chain, h);
         }
         t.commit()
             .map_err(|(op, e)| NetError::Netlink { op, source: e })
@@ -878,13 +912,15 @@ impl Inner {
                 taken.push((id.clone(), hp));
                 keep.push(hp);
             }
-            for hp in keep {
-                match nft::pod_rules(id, &ips, &[hp]) {
-                    Ok(r) => rules.extend(r),
-                    Err(hp) => {
-                        tracing::warn!(pod = %id, port = hp.host_port, "no address of the host IP's family; skipped")
-                    }
+            keep.retain(|hp| {
+                let ok = ips.iter().any(|ip| hp.covers_family(ip.is_ipv6()));
+                if !ok {
+                    tracing::warn!(pod = %id, port = hp.host_port, "no address of the host IP's family; skipped");
                 }
+                ok
+            });
+            if let Ok(r) = nft::pod_rules(id, &self.with_gateways(&ips), &keep) {
+                rules.extend(r);
             }
         }
         let mut nf = self.nf.lock().unwrap();
@@ -949,6 +985,10 @@ fn configure_pod_side(addrs: &[(IpNet, IpAddr)]) -> Result<(), NetError> {
         })?;
     let mut b = Batch::default();
     let mut what = Vec::new();
+    if !eth0.up {
+        link::push_set_up(&mut b, &mut rt, eth0.index, None);
+        what.push(format!("setting {POD_INTERFACE} up in the pod"));
+    }
     for (a, _) in addrs {
         link::push_add_addr(&mut b, &mut rt, eth0.index, *a);
         what.push(format!("adding {a} to {POD_INTERFACE} in the pod"));

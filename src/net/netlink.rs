@@ -46,11 +46,6 @@ impl Batch {
         self.waits.is_empty()
     }
 
-    /// The number of requests expecting a reply.
-    pub(crate) fn len(&self) -> usize {
-        self.waits.len()
-    }
-
     /// Appends `msg` with `flags` (NLM_F_REQUEST is added). With `expect` None the kernel sends
     /// no reply for it (nf_tables batch delimiters).
     pub(crate) fn push<I>(

@@ -7,19 +7,28 @@
 //!   chain output      { type nat hook output priority dstnat;      fib daddr type local jump hostports }
 //!   chain postrouting { type nat hook postrouting priority srcnat;
 //!     iifname BR oifname != BR masquerade                            # pods → elsewhere
-//!     ct status dnat iifname BR oifname BR masquerade                # hairpin: a pod to its own hostPort
+//!     jump hairpin
+//!     ct status dnat iifname BR oifname BR masquerade                # a pod to another's hostPort
 //!     meta nfproto ipv4 oifname BR ip saddr 127.0.0.0/8 masquerade   # host's 127.0.0.1:hostPort
 //!   }
-//!   chain hostports {                                                # one rule per pod, port and family
+//!   chain hostports {                                                # per pod, port and family
 //!     meta nfproto ipv4 meta l4proto tcp [ip daddr HOSTIP] th dport 8080 dnat ip to 10.88.0.2:80 comment "peapod POD tcp * 8080 80"
+//!   }
+//!   chain hairpin {                                                  # per pod with host ports and family
+//!     meta nfproto ipv4 ct status dnat ip saddr 10.88.0.2 ip daddr 10.88.0.2 snat ip to 10.88.0.1 comment "peapod POD"
 //!   }
 //! }
 //! ```
 //!
-//! The rules do not name the pod CIDRs (the bridge names the pods), so a CIDR change needs no
-//! rule change. Localhost DNAT works because the bridge has route_localnet set. Each DNAT rule
-//! carries its pod and mapping in its comment: that is how a pod's rules are found for teardown
-//! and how a port conflict is seen, from the kernel's state, with nothing kept on the side.
+//! The base rules do not name the pod CIDRs (the bridge names the pods), so a CIDR change needs
+//! no rule change. Localhost DNAT works because the bridge has route_localnet set. A pod
+//! reaching its own hostPort is matched by address, not by interface: with br_netfilter loaded
+//! (bridge-nf-call-iptables) such a packet is DNATed while it is still being bridged and is
+//! bridged back out of its port instead of routed, so it never passes postrouting as going out
+//! of the bridge; its source is set to the gateway, or the pod would drop a packet from its own
+//! address. Each pod rule carries its pod (and mapping) in its comment: that is how a pod's
+//! rules are found for teardown and how a port conflict is seen, from the kernel's state, with
+//! nothing kept on the side.
 //!
 //! The rules are [`Rule`] values (pure, printed in nft's syntax for logs and tests) encoded to
 //! nf_tables netlink expressions here and sent as one atomic batch per change through the
@@ -27,6 +36,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ipnet::IpNet;
 
 use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND,
@@ -47,6 +58,7 @@ use super::netlink::{attrs, Batch, Expect, NlSocket};
 use super::ports::{tag, HostPort, Proto};
 
 pub(crate) const HOSTPORTS: &str = "hostports";
+pub(crate) const HAIRPIN: &str = "hairpin";
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NF_ACCEPT: u32 = 1;
 
@@ -66,8 +78,8 @@ pub(crate) enum Match {
     Dport(u16),
     /// ip daddr / ip6 daddr
     Daddr(IpAddr),
-    /// ip saddr NET (IPv4)
-    Saddr(ipnet::Ipv4Net),
+    /// ip saddr NET / ip6 saddr NET
+    Saddr(IpNet),
     Iifname(String, bool),
     Oifname(String, bool),
     /// fib daddr type local
@@ -81,6 +93,7 @@ pub(crate) enum Action {
     Jump(&'static str),
     Masquerade,
     Dnat(SocketAddr),
+    Snat(IpAddr),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +113,14 @@ impl fmt::Display for Match {
             Match::Dport(p) => write!(f, "th dport {p}"),
             Match::Daddr(IpAddr::V4(a)) => write!(f, "ip daddr {a}"),
             Match::Daddr(IpAddr::V6(a)) => write!(f, "ip6 daddr {a}"),
-            Match::Saddr(n) => write!(f, "ip saddr {n}"),
+            Match::Saddr(n) => {
+                let fam = if n.addr().is_ipv6() { "ip6" } else { "ip" };
+                if n.prefix_len() == n.max_prefix_len() {
+                    write!(f, "{fam} saddr {}", n.addr())
+                } else {
+                    write!(f, "{fam} saddr {n}")
+                }
+            }
             Match::Iifname(n, eq) => write!(f, "iifname {}\"{n}\"", ne(eq)),
             Match::Oifname(n, eq) => write!(f, "oifname {}\"{n}\"", ne(eq)),
             Match::FibDaddrLocal => f.write_str("fib daddr type local"),
@@ -119,6 +139,8 @@ impl fmt::Display for Rule {
             Action::Masquerade => f.write_str("masquerade")?,
             Action::Dnat(SocketAddr::V4(a)) => write!(f, "dnat ip to {a}")?,
             Action::Dnat(SocketAddr::V6(a)) => write!(f, "dnat ip6 to {a}")?,
+            Action::Snat(IpAddr::V4(a)) => write!(f, "snat ip to {a}")?,
+            Action::Snat(IpAddr::V6(a)) => write!(f, "snat ip6 to {a}")?,
         }
         if let Some(c) = &self.comment {
             write!(f, " comment \"{c}\"")?;
@@ -130,7 +152,7 @@ impl fmt::Display for Rule {
 /// The rules of the base chains for bridge `bridge`.
 pub(crate) fn base_rules(bridge: &str) -> Vec<Rule> {
     let br = || bridge.to_string();
-    let localhost = ipnet::Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).unwrap();
+    let localhost = IpNet::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8).unwrap();
     let mut v = Vec::new();
     for chain in ["prerouting", "output"] {
         v.push(Rule {
@@ -150,6 +172,12 @@ pub(crate) fn base_rules(bridge: &str) -> Vec<Rule> {
         Match::Iifname(br(), true),
         Match::Oifname(br(), false),
     ]));
+    v.push(Rule {
+        chain: "postrouting",
+        matches: vec![],
+        action: Action::Jump(HAIRPIN),
+        comment: None,
+    });
     v.push(masq(vec![
         Match::CtStatusDnat,
         Match::Iifname(br(), true),
@@ -163,18 +191,20 @@ pub(crate) fn base_rules(bridge: &str) -> Vec<Rule> {
     v
 }
 
-/// The DNAT rules of one pod: each host port to each of the pod's addresses whose family the
-/// mapping covers. A mapping no address of the pod can serve (an IPv6 host_ip for a pod with
-/// IPv4 only) is returned as the error.
+/// The rules of one pod: DNAT of each host port to each of the pod's addresses whose family
+/// the mapping covers, and for each such address the hairpin SNAT to its gateway (`ips` pairs
+/// each address with the gateway of its CIDR; without one the hairpin masquerades). A mapping
+/// no address of the pod can serve (an IPv6 host_ip for a pod with IPv4 only) is the error.
 pub(crate) fn pod_rules(
     pod: &str,
-    ips: &[IpAddr],
+    ips: &[(IpAddr, Option<IpAddr>)],
     ports: &[HostPort],
 ) -> Result<Vec<Rule>, HostPort> {
     let mut v = Vec::new();
+    let mut hairpin: Vec<(IpAddr, Option<IpAddr>)> = Vec::new();
     for hp in ports {
         let before = v.len();
-        for ip in ips {
+        for (ip, gw) in ips {
             let v6 = ip.is_ipv6();
             if !hp.covers_family(v6) {
                 continue;
@@ -190,12 +220,40 @@ pub(crate) fn pod_rules(
                 action: Action::Dnat(SocketAddr::new(*ip, hp.container_port)),
                 comment: Some(tag(pod, hp)),
             });
+            if !hairpin.iter().any(|(i, _)| i == ip) {
+                hairpin.push((*ip, *gw));
+            }
         }
         if v.len() == before {
             return Err(*hp);
         }
     }
+    for (ip, gw) in hairpin {
+        v.push(Rule {
+            chain: HAIRPIN,
+            matches: vec![
+                Match::Nfproto(ip.is_ipv6()),
+                Match::CtStatusDnat,
+                Match::Saddr(IpNet::from(ip)),
+                Match::Daddr(ip),
+            ],
+            action: gw.map_or(Action::Masquerade, Action::Snat),
+            comment: Some(pod_tag(pod)),
+        });
+    }
     Ok(v)
+}
+
+/// The comment of a pod's rules that map no port (its hairpin rules).
+pub(crate) fn pod_tag(pod: &str) -> String {
+    format!("peapod {pod}")
+}
+
+/// The pod a rule comment names, for either kind of pod rule.
+pub(crate) fn tag_pod(comment: &str) -> Option<&str> {
+    let mut f = comment.split(' ');
+    (f.next()? == "peapod").then_some(())?;
+    f.next()
 }
 
 // ---- encoding -------------------------------------------------------------------------
@@ -207,6 +265,7 @@ const IPS_DST_NAT: u32 = 1 << 5;
 const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 const RTN_LOCAL: u32 = 2;
+const NFT_NAT_SNAT: u32 = 0;
 const NFT_NAT_DNAT: u32 = 1;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
@@ -314,9 +373,12 @@ pub(crate) fn encode(rule: &Rule) -> Vec<Expr> {
                 e.push(cmp(Operator::Equal, ip_bytes(*ip)));
             }
             Match::Saddr(n) => {
-                e.push(payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4));
-                e.push(mask(n.netmask().octets().to_vec()));
-                e.push(cmp(Operator::Equal, n.network().octets().to_vec()));
+                let (off, len) = if n.addr().is_ipv6() { (8, 16) } else { (12, 4) };
+                e.push(payload(NFT_PAYLOAD_NETWORK_HEADER, off, len));
+                if n.prefix_len() != n.max_prefix_len() {
+                    e.push(mask(ip_bytes(n.netmask())));
+                }
+                e.push(cmp(Operator::Equal, ip_bytes(n.network())));
             }
             Match::Iifname(n, eq) => {
                 e.push(meta(MetaKey::Iifname));
@@ -362,6 +424,28 @@ pub(crate) fn encode(rule: &Rule) -> Vec<Expr> {
             .into(),
         ),
         Action::Masquerade => e.push(other("masq", vec![])),
+        Action::Snat(ip) => {
+            e.push(
+                Expressions::Immediate(vec![
+                    Immediate::DestinationRegister(Register::Reg1),
+                    Immediate::Data(DataAttribute::Value(ip_bytes(*ip))),
+                ])
+                .into(),
+            );
+            let family = if ip.is_ipv6() {
+                NFPROTO_IPV6
+            } else {
+                NFPROTO_IPV4
+            };
+            e.push(other(
+                "nat",
+                vec![
+                    (1, be32(NFT_NAT_SNAT)),          // NFTA_NAT_TYPE
+                    (2, be32(family as u32)),         // NFTA_NAT_FAMILY
+                    (3, be32(Register::Reg1.into())), // NFTA_NAT_REG_ADDR_MIN
+                ],
+            ));
+        }
         Action::Dnat(sa) => {
             e.push(
                 Expressions::Immediate(vec![
@@ -583,7 +667,7 @@ impl<'a> Txn<'a> {
             mut batch,
             what,
         } = self;
-        if batch.len() == 0 {
+        if batch.is_empty() {
             return Ok(());
         }
         batch.push(sock, delimiter(ControlMessage::BatchEnd), 0, None);
@@ -614,6 +698,7 @@ impl Nft {
             t.add_chain(&self.table, name, Some((hook, prio)));
         }
         t.add_chain(&self.table, HOSTPORTS, None);
+        t.add_chain(&self.table, HAIRPIN, None);
         for (name, _, _) in BASE_CHAINS {
             t.flush_chain(&self.table, name);
         }
@@ -646,8 +731,12 @@ impl Nft {
         }
     }
 
-    /// The rules of the hostports chain. A missing table or chain is an empty list.
-    pub(crate) fn list_hostports(&self, sock: &mut NlSocket) -> Result<Vec<Listed>, KernelError> {
+    /// The rules of one of the pods' chains. A missing table or chain is an empty list.
+    pub(crate) fn list_chain(
+        &self,
+        sock: &mut NlSocket,
+        chain: &'static str,
+    ) -> Result<Vec<Listed>, KernelError> {
         let mut b = Batch::default();
         b.push(
             sock,
@@ -656,7 +745,7 @@ impl Nft {
                 NfTablesMessage::GetRule(RuleMessage {
                     attributes: vec![
                         RuleAttribute::Table(self.table.clone()),
-                        RuleAttribute::Chain(HOSTPORTS.into()),
+                        RuleAttribute::Chain(chain.into()),
                     ],
                 }),
             ),
@@ -714,6 +803,7 @@ mod tests {
                 "prerouting: fib daddr type local jump hostports",
                 "output: fib daddr type local jump hostports",
                 "postrouting: iifname \"pp0\" oifname != \"pp0\" masquerade",
+                "postrouting: jump hairpin",
                 "postrouting: ct status dnat iifname \"pp0\" oifname \"pp0\" masquerade",
                 "postrouting: meta nfproto ipv4 oifname \"pp0\" ip saddr 127.0.0.0/8 masquerade",
             ]
@@ -722,7 +812,13 @@ mod tests {
 
     #[test]
     fn pod_rules_cover_each_family_the_mapping_asks_for() {
-        let ips: Vec<IpAddr> = vec!["10.88.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let ips: Vec<(IpAddr, Option<IpAddr>)> = vec![
+            (
+                "10.88.0.2".parse().unwrap(),
+                Some("10.88.0.1".parse().unwrap()),
+            ),
+            ("fd00::2".parse().unwrap(), None),
+        ];
         let rules = pod_rules(
             "p1",
             &ips,
@@ -741,9 +837,15 @@ mod tests {
                 "meta nfproto ipv6 meta l4proto tcp th dport 8080 dnat ip6 to [fd00::2]:80 comment \"peapod p1 tcp * 8080 80\"",
                 "meta nfproto ipv4 meta l4proto udp ip daddr 192.0.2.7 th dport 53 dnat ip to 10.88.0.2:5353 comment \"peapod p1 udp 192.0.2.7 53 5353\"",
                 "meta nfproto ipv6 meta l4proto sctp th dport 9 dnat ip6 to [fd00::2]:9 comment \"peapod p1 sctp :: 9 9\"",
+                "meta nfproto ipv4 ct status dnat ip saddr 10.88.0.2 ip daddr 10.88.0.2 snat ip to 10.88.0.1 comment \"peapod p1\"",
+                "meta nfproto ipv6 ct status dnat ip6 saddr fd00::2 ip6 daddr fd00::2 masquerade comment \"peapod p1\"",
             ]
         );
-        assert!(rules.iter().all(|r| r.chain == HOSTPORTS));
+        assert!(rules[..4].iter().all(|r| r.chain == HOSTPORTS));
+        assert!(rules[4..].iter().all(|r| r.chain == HAIRPIN));
+        assert_eq!(tag_pod("peapod p1 tcp * 8080 80"), Some("p1"));
+        assert_eq!(tag_pod("peapod p1"), Some("p1"));
+        assert_eq!(tag_pod("other p1"), None);
         // An IPv6 host address for a pod with IPv4 only cannot be served.
         let v6only = hp(Proto::Tcp, Some("fd00::9"), 80, 80);
         assert_eq!(pod_rules("p", &ips[..1], &[v6only]), Err(v6only));
@@ -771,7 +873,7 @@ mod tests {
     fn dnat_rule_encodes_like_nft() {
         let r = &pod_rules(
             "p",
-            &["10.88.0.2".parse().unwrap()],
+            &[("10.88.0.2".parse().unwrap(), None)],
             &[hp(Proto::Tcp, None, 8080, 80)],
         )
         .unwrap()[0];
