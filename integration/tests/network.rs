@@ -613,3 +613,111 @@ async fn setup_and_teardown_timing() {
         setups.iter().chain(&with_ports).collect::<Vec<_>>()
     );
 }
+
+/// A veth pair of the test's own between the host and an "outside" namespace, deleted on drop.
+struct Uplink {
+    host: String,
+}
+
+impl Drop for Uplink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host])
+            .status();
+    }
+}
+
+fn ip_cmd(args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_is_masqueraded_behind_the_host() {
+    if !root() {
+        return;
+    }
+    let tn = TestNet::new(false).await;
+    let out_ns = tn.netns("outside");
+    // The outside: a namespace behind a veth of the test's own, with forwarding turned on for
+    // that veth only (replies come in through it), on a second free /24.
+    let link_net = loop {
+        let c = free_cidr();
+        if c != tn.cfg.ipv4_cidr.unwrap() {
+            break c;
+        }
+    };
+    let base = u32::from(link_net.network());
+    let (host_ip, out_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
+    let uplink = Uplink {
+        host: format!("ppo{}", &new_id()[..8]),
+    };
+    // A process in the outside namespace, so `ip` can name it by PID.
+    let mut holder = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", out_ns.path.display()))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = holder.id().to_string();
+    ip_cmd(&[
+        "link",
+        "add",
+        &uplink.host,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &pid,
+    ]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    ip_cmd(&["addr", "add", &format!("{host_ip}/24"), "dev", &uplink.host]);
+    ip_cmd(&["link", "set", &uplink.host, "up"]);
+    std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{}/forwarding", uplink.host),
+        "1",
+    )
+    .unwrap();
+    let out_path = out_ns.path.clone();
+    in_ns(&out_path, move || {
+        ip_cmd(&["link", "set", "lo", "up"]);
+        ip_cmd(&["addr", "add", &format!("{out_ip}/24"), "dev", "eth0"]);
+        ip_cmd(&["link", "set", "eth0", "up"]);
+    });
+    // A server outside that answers with the address it sees the client at.
+    let l = in_ns(&out_path, move || {
+        TcpListener::bind((out_ip, 7100)).unwrap()
+    });
+    l.set_nonblocking(true).unwrap();
+    let _srv = Echo::run(move || match l.accept() {
+        Ok((mut c, peer)) => {
+            let _ = c.write_all(peer.ip().to_string().as_bytes());
+            true
+        }
+        Err(_) => false,
+    });
+
+    let pod_ns = tn.netns("pod");
+    let pod = new_id();
+    let pn = tn.setup(&pod, &pod_ns, &[]).await.unwrap();
+    let seen = in_ns(&pod_ns.path, move || {
+        let mut c = TcpStream::connect_timeout(&SocketAddr::from((out_ip, 7100)), IO_TIMEOUT)?;
+        c.set_read_timeout(Some(IO_TIMEOUT))?;
+        let mut s = String::new();
+        c.read_to_string(&mut s)?;
+        Ok::<_, std::io::Error>(s)
+    })
+    .unwrap();
+    assert_eq!(
+        seen,
+        host_ip.to_string(),
+        "the outside sees the host, not the pod at {:?}",
+        pn.ips
+    );
+}
