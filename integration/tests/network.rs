@@ -721,3 +721,35 @@ async fn egress_is_masqueraded_behind_the_host() {
         pn.ips
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_pod_cidr_applies_to_new_pods_only() {
+    if !root() {
+        return;
+    }
+    let tn = TestNet::new(false).await;
+    let (a_ns, b_ns) = (tn.netns("a"), tn.netns("b"));
+    let (a, b) = (new_id(), new_id());
+    let pa = tn.setup(&a, &a_ns, &[]).await.unwrap();
+    let next = loop {
+        let c = free_cidr();
+        if c != tn.cfg.ipv4_cidr.unwrap() {
+            break c;
+        }
+    };
+    tn.net().set_pod_cidr(&next.to_string()).unwrap();
+    assert_eq!(tn.net().pod_cidrs().0, Some(next));
+    let pb = tn.setup(&b, &b_ns, &[]).await.unwrap();
+    let IpAddr::V4(b4) = pb.ips[0] else {
+        panic!("{pb:?}")
+    };
+    assert!(next.contains(&b4), "{pb:?} in {next}");
+    // The old pod keeps its address; the new one reaches its own gateway, now on the bridge.
+    assert_eq!(tn.net().pod_ips(&a), pa.ips);
+    let gw = peapod::net::gateway(IpNet::V4(next));
+    let l = TcpListener::bind((gw, 0)).unwrap();
+    let to = l.local_addr().unwrap();
+    let _srv = Echo::tcp(l);
+    assert_eq!(tcp_echo_from(&b_ns.path, to).unwrap(), "ping");
+    assert!(tn.net().set_pod_cidr("not a cidr").is_err());
+}
