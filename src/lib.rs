@@ -14,6 +14,7 @@ pub mod config;
 pub mod cri;
 pub mod fsutil;
 pub mod image;
+pub mod net;
 pub mod oci;
 pub mod pod;
 pub mod streaming;
