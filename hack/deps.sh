@@ -11,6 +11,9 @@
 #   docker-registry a registry on loopback for the image tests
 #   apache2-utils   htpasswd, for the registry with basic auth
 #   iproute2 util-linux  inspection in tests and on nodes
+#   containernetworking-plugins  the reference CNI plugins (bridge, host-local, loopback,
+#                   portmap; in /usr/lib/cni) for the CNI client test
+#   iptables        what portmap drives (a dependency of the plugins; the test reads it too)
 set -euo pipefail
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -26,6 +29,10 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+for p in bridge host-local loopback portmap; do
+  [ -x "/usr/lib/cni/$p" ] || { need+=(containernetworking-plugins); break; }
+done
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "hack/deps.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -23,6 +23,7 @@
 //! The engine wires it: `setup` in RunPodSandbox after the namespaces are pinned, `teardown` in
 //! StopPodSandbox and in the undo of a failed or crashed RunPodSandbox, `reconcile` at start-up.
 
+pub mod cni;
 pub mod error;
 mod ipam;
 mod link;
