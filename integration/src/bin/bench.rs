@@ -3,6 +3,13 @@
 //! 20 pods, the monitor's RSS and PSS, and List* latency with 100 pods. A benchmark, not a test:
 //! it prints figures and asserts nothing.
 //!
+//! Then exec, on one busybox `sleep 3000` container per runtime: ExecSync `true` (median, p90)
+//! beside a bare `runc exec --process FILE` in a container the bare runtime keeps running; CRI
+//! Exec of `echo hi` to its first stdout byte over SPDY/3.1 (remote-command v4, a client on
+//! peapod's own SPDY framing); 100 ExecSync calls at once; the latency of CONTAINER_STOPPED_EVENT
+//! on GetContainerEvents after a container's process is SIGKILLed; and the daemon's RSS before
+//! and after 10,000 ExecSync calls (PEAPOD_BENCH_EXEC_N sets the count; peapod only).
+//!
 //! Beside peapod, in the same run and on the same pod and container configs, Debian's containerd
 //! (1.6 on Debian 12) with its CRI plugin, runc via io.containerd.runc.v2 and cgroupfs: a private
 //! containerd started by this program on a config, socket and directories in a temp dir, the
@@ -11,9 +18,11 @@
 //! kubelet would), where peapod's daemon config gives peapod one. Each containerd pod has its own
 //! network namespace with only `lo` up, as a peapod pod does (see `cni_conflist`).
 //! Start latency is measured alternately (one peapod pod, one containerd pod) so both see the
-//! same background load. What containerd made (pods, shims, mounts under its temp dir, the pod
-//! cgroups under its private parent, CNI cache entries) is removed at the end, also when the
-//! program panics (a panic hook: release builds abort on panic, so Drop alone would not run).
+//! same background load, and so are the exec figures (with the bare runtime's exec in turn); a
+//! containerd part that fails (1.6 has no GetContainerEvents) prints why and the rest goes on.
+//! What containerd made (pods, shims, mounts under its temp dir, the pod cgroups under its
+//! private parent, CNI cache entries) is removed at the end, also when the program panics (a
+//! panic hook: release builds abort on panic, so Drop alone would not run).
 //! Without containerd (and when hack/bench-containerd.sh cannot install it) only peapod's figures
 //! are printed, with a line saying why.
 
@@ -24,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::*;
+use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
 
 const ITER: usize = 20;
@@ -118,36 +128,70 @@ async fn list_latency(rt: &mut Rt, n: usize) -> Duration {
     median(lists)
 }
 
-/// runc create + start of a busybox bundle with fresh namespaces, like a pod's container.
-fn bare_runtime(layer: &Path, work: &Path) -> Vec<Duration> {
-    let runc = peapod::config::find_in_path("runc").expect("runc");
-    let bundle = work.join("bundle");
-    let root = work.join("runc-root");
-    std::fs::create_dir_all(&bundle).unwrap();
-    let st = Command::new(&runc)
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    spec["root"]["path"] = layer.to_string_lossy().into();
-    spec["root"]["readonly"] = true.into();
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] = serde_json::json!(["sleep", "3000"]);
-    // Named per run: another engineer's bench may be running beside this one.
-    let cgroup = format!("peapod-bench-bare-{}", std::process::id());
-    spec["linux"]["cgroupsPath"] = format!("/{cgroup}/c").into();
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec(&spec).unwrap(),
-    )
-    .unwrap();
-    let run = |args: &[&str]| {
+/// The bare OCI runtime: runc on a busybox bundle with fresh namespaces, like a pod's
+/// container, with a state root, bundle and cgroup of this run's. Besides timing create +
+/// start, it keeps one container ([`BARE_EXEC_ID`]) running to time `runc exec` in.
+struct Bare {
+    runc: PathBuf,
+    bundle: PathBuf,
+    root: PathBuf,
+    /// The process spec of an exec of `true` (the bundle's own process with other arguments,
+    /// as peapod writes one for each exec), and where it and the PID file go.
+    exec_process: Vec<u8>,
+    process_file: PathBuf,
+    pid_file: PathBuf,
+}
+
+/// The bare container kept running for `runc exec`.
+const BARE_EXEC_ID: &str = "bare-exec";
+
+/// What undoing the bare runtime needs (runc, its state root, the cgroup under every
+/// hierarchy's root), for the panic hook too: registered by `Bare::new`, taken once.
+static BARE: Mutex<Option<(PathBuf, PathBuf, String)>> = Mutex::new(None);
+
+impl Bare {
+    fn new(layer: &Path, work: &Path) -> Bare {
+        let runc = peapod::config::find_in_path("runc").expect("runc");
+        let bundle = work.join("bundle");
+        let root = work.join("runc-root");
+        std::fs::create_dir_all(&bundle).unwrap();
         let st = Command::new(&runc)
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        spec["root"]["path"] = layer.to_string_lossy().into();
+        spec["root"]["readonly"] = true.into();
+        spec["process"]["terminal"] = false.into();
+        spec["process"]["args"] = serde_json::json!(["sleep", "3000"]);
+        // Named per run: another engineer's bench may be running beside this one.
+        let cgroup = format!("peapod-bench-bare-{}", std::process::id());
+        spec["linux"]["cgroupsPath"] = format!("/{cgroup}/c").into();
+        std::fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec(&spec).unwrap(),
+        )
+        .unwrap();
+        *BARE.lock().unwrap() = Some((runc.clone(), root.clone(), cgroup));
+        let mut process = spec["process"].clone();
+        process["args"] = serde_json::json!(["true"]);
+        Bare {
+            runc,
+            root,
+            exec_process: serde_json::to_vec(&process).unwrap(),
+            process_file: work.join("exec-process.json"),
+            pid_file: work.join("exec.pid"),
+            bundle,
+        }
+    }
+
+    fn run(&self, args: &[&str]) {
+        let st = Command::new(&self.runc)
             .arg("--root")
-            .arg(&root)
+            .arg(&self.root)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -155,24 +199,92 @@ fn bare_runtime(layer: &Path, work: &Path) -> Vec<Duration> {
             .status()
             .unwrap();
         assert!(st.success(), "runc {args:?}");
-    };
-    let mut out = Vec::new();
-    for i in 0..ITER + 2 {
-        let id = format!("bare{i}");
-        let t = Instant::now();
-        run(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
-        run(&["start", &id]);
-        let took = t.elapsed();
-        run(&["delete", "--force", &id]);
-        if i >= 2 {
-            out.push(took);
-        }
     }
+
+    /// runc create + start, `ITER` times after 2 warm-ups (each container deleted after).
+    fn start_latency(&self) -> Vec<Duration> {
+        let bundle = self.bundle.to_str().unwrap();
+        let mut out = Vec::new();
+        for i in 0..ITER + 2 {
+            let id = format!("bare{i}");
+            let t = Instant::now();
+            self.run(&["create", "--bundle", bundle, &id]);
+            self.run(&["start", &id]);
+            let took = t.elapsed();
+            self.run(&["delete", "--force", &id]);
+            if i >= 2 {
+                out.push(took);
+            }
+        }
+        out
+    }
+
+    /// Creates and starts [`BARE_EXEC_ID`], left running until teardown.
+    fn start_kept(&self) {
+        self.run(&[
+            "create",
+            "--bundle",
+            self.bundle.to_str().unwrap(),
+            BARE_EXEC_ID,
+        ]);
+        self.run(&["start", BARE_EXEC_ID]);
+    }
+
+    /// One timed `runc exec --process FILE --pid-file FILE bare-exec` of `true`, as peapod's
+    /// ExecSync runs it: the process file written first, stdout and stderr piped and read.
+    async fn exec_true(&self) -> Result<Duration, String> {
+        let t = Instant::now();
+        std::fs::write(&self.process_file, &self.exec_process).map_err(|e| e.to_string())?;
+        let out = tokio::process::Command::new(&self.runc)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("exec")
+            .arg("--process")
+            .arg(&self.process_file)
+            .arg("--pid-file")
+            .arg(&self.pid_file)
+            .arg(BARE_EXEC_ID)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|e| format!("runc exec: {e}"))?;
+        let took = t.elapsed();
+        if !out.status.success() {
+            return Err(format!(
+                "runc exec: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(took)
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        teardown_bare();
+    }
+}
+
+/// Deletes the kept bare container and removes the bare runtime's cgroups, once.
+fn teardown_bare() {
+    let Some((runc, root, cgroup)) = BARE.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let _ = Command::new(&runc)
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", BARE_EXEC_ID])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     for m in cgroup_mounts() {
         let _ = std::fs::remove_dir(m.join(&cgroup).join("c"));
         let _ = std::fs::remove_dir(m.join(&cgroup));
     }
-    out
 }
 
 // ---- containerd ----
@@ -762,6 +874,725 @@ async fn start_pods(
     pods
 }
 
+// ---- exec ----
+
+/// ExecSync calls per runtime timed one at a time, after `EXEC_WARM` warm-ups.
+const EXEC_ITER: usize = 100;
+const EXEC_WARM: usize = 5;
+/// ExecSync calls made at once on one container (over one connection, as kubelet's).
+const EXEC_CONC: usize = 100;
+/// ExecSync calls between the two RSS readings, unless PEAPOD_BENCH_EXEC_N says otherwise.
+const EXEC_RSS_CALLS: usize = 10_000;
+/// How long any one exec, Exec stream or event may take before it counts as failed.
+const EXEC_LIMIT: Duration = Duration::from_secs(30);
+
+/// The value at percentile `p` (nearest rank, as `median` picks the middle).
+fn pct(v: &[Duration], p: usize) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+fn rpc(what: &'static str) -> impl Fn(tonic::Status) -> String {
+    move |e| format!("{what}: {:?}: {}", e.code(), e.message())
+}
+
+/// A pod with one busybox `sleep 3000` container to exec in, on a connection of its own, and
+/// its config (the events measurement adds containers to it).
+struct ExecPod {
+    rt: Rt,
+    sock: PathBuf,
+    pod: String,
+    config: PodSandboxConfig,
+    container: String,
+}
+
+impl ExecPod {
+    async fn start(sock: &Path, logs: &Path, cgroup_parent: &str) -> Result<ExecPod, String> {
+        let ch = channel(sock).await.map_err(|e| e.to_string())?;
+        let mut rt = RuntimeServiceClient::new(ch);
+        let mut config = pod_config("bench-exec", logs);
+        config.linux.as_mut().unwrap().cgroup_parent = cgroup_parent.into();
+        let pod = rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map_err(rpc("RunPodSandbox"))?
+            .into_inner()
+            .pod_sandbox_id;
+        let mut p = ExecPod {
+            rt,
+            sock: sock.to_path_buf(),
+            pod,
+            config,
+            container: String::new(),
+        };
+        p.container = p.add("c", &["sleep", "3000"]).await?;
+        Ok(p)
+    }
+
+    /// Creates and starts a container in the pod.
+    async fn add(&mut self, name: &str, cmd: &[&str]) -> Result<String, String> {
+        let id = self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: self.pod.clone(),
+                config: Some(container_config(name, BUSYBOX, cmd)),
+                sandbox_config: Some(self.config.clone()),
+            })
+            .await
+            .map_err(rpc("CreateContainer"))?
+            .into_inner()
+            .container_id;
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .map_err(rpc("StartContainer"))?;
+        Ok(id)
+    }
+
+    /// The host PID of a container's process (both runtimes' verbose status has `pid`).
+    async fn pid(&mut self, id: &str) -> Result<i32, String> {
+        let info = self
+            .rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .map_err(rpc("ContainerStatus"))?
+            .into_inner()
+            .info;
+        let v: serde_json::Value =
+            serde_json::from_str(info.get("info").map_or("", |s| s.as_str()))
+                .map_err(|e| format!("ContainerStatus verbose info: {e}"))?;
+        v["pid"]
+            .as_i64()
+            .filter(|&p| p > 0)
+            .map(|p| p as i32)
+            .ok_or_else(|| format!("no pid in ContainerStatus verbose info: {v}"))
+    }
+
+    /// Stops and removes the pod, bounded at 2 min (containerd's teardown forces what is left).
+    async fn remove(mut self) {
+        let work = async {
+            let _ = self
+                .rt
+                .stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: self.pod.clone(),
+                })
+                .await;
+            let _ = self
+                .rt
+                .remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: self.pod.clone(),
+                })
+                .await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
+    }
+}
+
+/// One ExecSync of `true`, timed; an error unless it exits 0.
+async fn exec_sync_true(rt: &mut Rt, id: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let call = rt.exec_sync(ExecSyncRequest {
+        container_id: id.into(),
+        cmd: vec!["true".into()],
+        timeout: 0,
+    });
+    let r = tokio::time::timeout(EXEC_LIMIT, call)
+        .await
+        .map_err(|_| format!("ExecSync: no answer in {EXEC_LIMIT:?}"))?
+        .map_err(rpc("ExecSync"))?
+        .into_inner();
+    let took = t.elapsed();
+    if r.exit_code != 0 {
+        return Err(format!(
+            "ExecSync `true` exited {}: {}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stderr).trim()
+        ));
+    }
+    Ok(took)
+}
+
+/// Adds the outcome of call `i` to `acc` (the warm-ups' times left out); the first error
+/// replaces the times, and callers make no more calls once `acc` is an error.
+fn sample<T>(acc: &mut Result<Vec<T>, String>, i: usize, r: Result<T, String>) {
+    if let Ok(v) = acc {
+        match r {
+            Ok(d) if i >= EXEC_WARM => v.push(d),
+            Ok(_) => {}
+            Err(e) => *acc = Err(e),
+        }
+    }
+}
+
+/// An empty buffer of the type the SPDY decoder reads from (`bytes::BytesMut`, which the bench
+/// gets through peapod's SPDY types rather than as a dependency of its own).
+fn frame_buf<B: Default, T, E>(_decode: fn(&mut Decoder, &mut B) -> Result<T, E>) -> B {
+    B::default()
+}
+
+/// Exec as kubelet and crictl (client-go) do it, over SPDY/3.1 with remote-command protocol
+/// v4.channel.k8s.io: the CRI Exec RPC for `echo hi` with stdout only, an HTTP/1.1 upgrade
+/// request to the returned URL, and once the 101 is in, one stream each for `error` and
+/// `stdout`. Timed from the RPC to the first stdout byte; then read to the end (GOAWAY or EOF)
+/// so that an exec which does not print `hi` and report Success is an error, not a figure.
+async fn spdy_first_byte(rt: &mut Rt, id: &str) -> Result<Duration, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Instant::now();
+    let url = rt
+        .exec(ExecRequest {
+            container_id: id.into(),
+            cmd: vec!["echo".into(), "hi".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(rpc("Exec"))?
+        .into_inner()
+        .url;
+    let (host, path) = url
+        .strip_prefix("http://")
+        .and_then(|u| u.split_once('/'))
+        .ok_or_else(|| format!("Exec returned URL {url:?}"))?;
+    let io = |e: std::io::Error| format!("{url}: {e}");
+    let stream = async {
+        let mut c = tokio::net::TcpStream::connect(host).await.map_err(io)?;
+        c.set_nodelay(true).map_err(io)?;
+        c.write_all(
+            format!(
+                "POST /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+                 Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .map_err(io)?;
+        let mut buf = frame_buf(Decoder::decode);
+        let end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            if c.read_buf(&mut buf).await.map_err(io)? == 0 {
+                return Err(format!("{url}: EOF before the upgrade response"));
+            }
+        };
+        let head = buf.split_to(end);
+        let head = String::from_utf8_lossy(&head);
+        if !head.starts_with("HTTP/1.1 101") {
+            return Err(format!("{url}: upgrade refused: {}", head.trim()));
+        }
+        let mut enc = Encoder::new();
+        let mut out = frame_buf(Decoder::decode);
+        for (stream_id, kind) in [(1, "error"), (3, "stdout")] {
+            let syn = Frame::SynStream {
+                stream_id,
+                associated_to: 0,
+                priority: 0,
+                fin: false,
+                unidirectional: false,
+                headers: Headers::from_pairs([("streamType", kind)]),
+            };
+            enc.encode(&syn, &mut out);
+        }
+        c.write_all(&out).await.map_err(io)?;
+        let mut dec = Decoder::new();
+        let (mut first, mut stdout, mut status) = (None, Vec::new(), Vec::new());
+        // Streams 1 and 3 ended: by FIN (peapod), or by RST_STREAM CANCEL (kubelet's server,
+        // which containerd embeds, resets every stream when it closes the connection).
+        let mut ended = [false; 2];
+        while ended != [true; 2] {
+            match dec.decode(&mut buf).map_err(|e| format!("{url}: {e}"))? {
+                Some(Frame::Data {
+                    stream_id,
+                    data,
+                    fin,
+                }) => {
+                    if stream_id == 3 {
+                        if first.is_none() && !data.is_empty() {
+                            first = Some(t.elapsed());
+                        }
+                        stdout.extend_from_slice(&data);
+                    } else if stream_id == 1 {
+                        status.extend_from_slice(&data);
+                    }
+                    if fin && (stream_id == 1 || stream_id == 3) {
+                        ended[(stream_id / 2) as usize] = true;
+                    }
+                }
+                Some(Frame::RstStream { stream_id, .. }) if stream_id == 1 || stream_id == 3 => {
+                    ended[(stream_id / 2) as usize] = true;
+                }
+                Some(Frame::GoAway { .. }) => break,
+                Some(_) => {}
+                None => {
+                    if c.read_buf(&mut buf).await.map_err(io)? == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        let status = String::from_utf8_lossy(&status);
+        match first {
+            Some(d) if stdout == b"hi\n" && status.contains("\"Success\"") => Ok(d),
+            _ => Err(format!(
+                "{url}: stdout {:?}, status {status:?}",
+                String::from_utf8_lossy(&stdout)
+            )),
+        }
+    };
+    tokio::time::timeout(EXEC_LIMIT, stream)
+        .await
+        .map_err(|_| format!("{url}: not done in {EXEC_LIMIT:?}"))?
+}
+
+/// `EXEC_CONC` ExecSync `true` calls at once on one container over the pod's one
+/// connection: the wall time for all, and each call's time.
+async fn exec_concurrent(p: &ExecPod) -> Result<(Duration, Vec<Duration>), String> {
+    let t = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..EXEC_CONC {
+        let (mut rt, id) = (p.rt.clone(), p.container.clone());
+        calls.spawn(async move { exec_sync_true(&mut rt, &id).await });
+    }
+    let mut each = Vec::new();
+    let mut failed = None;
+    while let Some(r) = calls.join_next().await {
+        match r.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(d) => each.push(d),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    let wall = t.elapsed();
+    match failed {
+        Some(e) => Err(format!(
+            "{} of {EXEC_CONC} answered (the last after {}); the first failure: {e}",
+            each.len(),
+            each.iter().max().map_or("-".into(), |d| ms(*d)),
+        )),
+        None => Ok((wall, each)),
+    }
+}
+
+/// A GetContainerEvents stream and the connection it runs on (its own: an unread stream
+/// would hold a shared connection's flow-control window).
+struct Events {
+    _conn: Rt,
+    stream: tonic::Streaming<ContainerEventResponse>,
+}
+
+impl Events {
+    async fn subscribe(sock: &Path) -> Result<Events, String> {
+        let ch = channel(sock).await.map_err(|e| e.to_string())?;
+        let mut conn = RuntimeServiceClient::new(ch);
+        let stream = conn
+            .get_container_events(GetEventsRequest {})
+            .await
+            .map_err(rpc("GetContainerEvents"))?
+            .into_inner();
+        Ok(Events {
+            _conn: conn,
+            stream,
+        })
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// A new `sleep 3000` container in the pod, SIGKILLed: (the kill → its CONTAINER_STOPPED_EVENT
+/// read by the client, the event's `finished_at` for it → the same read; None when the event
+/// has no finished_at). The container is removed after.
+async fn stopped_event(
+    p: &mut ExecPod,
+    ev: &mut Events,
+    i: usize,
+) -> Result<(Duration, Option<Duration>), String> {
+    let id = p.add(&format!("ev{i}"), &["sleep", "3000"]).await?;
+    let pid = p.pid(&id).await?;
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill {pid}: {e}"))?;
+    let deadline = t + EXEC_LIMIT;
+    let stopped = ContainerEventType::ContainerStoppedEvent as i32;
+    let event = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ev.stream.message()).await {
+            Err(_) => return Err(format!("no CONTAINER_STOPPED_EVENT in {EXEC_LIMIT:?}")),
+            Ok(Err(e)) => return Err(rpc("GetContainerEvents")(e)),
+            Ok(Ok(None)) => return Err("the GetContainerEvents stream ended".into()),
+            Ok(Ok(Some(e))) if e.container_id == id && e.container_event_type == stopped => {
+                break e
+            }
+            Ok(Ok(Some(_))) => {}
+        }
+    };
+    let (took, at) = (t.elapsed(), now_ns());
+    let finished = event
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.finished_at)
+        .filter(|&f| f > 0)
+        .map(|f| Duration::from_nanos(at.saturating_sub(f).max(0) as u64));
+    p.rt.remove_container(RemoveContainerRequest { container_id: id })
+        .await
+        .map_err(rpc("RemoveContainer"))?;
+    Ok((took, finished))
+}
+
+/// One runtime's exec figures; each part the first error when it failed.
+struct ExecFigures {
+    /// ExecSync `true`, one call at a time.
+    sync: Result<Vec<Duration>, String>,
+    /// Exec of `echo hi` over SPDY: the RPC → the first stdout byte.
+    spdy: Result<Vec<Duration>, String>,
+    /// `EXEC_CONC` ExecSync calls at once: wall time for all, each call's time.
+    conc: Result<(Duration, Vec<Duration>), String>,
+    /// SIGKILL → CONTAINER_STOPPED_EVENT at the client, and finished_at → the same.
+    events: Result<Vec<(Duration, Option<Duration>)>, String>,
+}
+
+impl ExecFigures {
+    fn new() -> Self {
+        ExecFigures {
+            sync: Ok(Vec::new()),
+            spdy: Ok(Vec::new()),
+            conc: Err("not run".into()),
+            events: Ok(Vec::new()),
+        }
+    }
+
+    /// Each part's name and whether it failed.
+    fn parts(&self) -> [(&'static str, Result<(), &String>); 4] {
+        [
+            ("ExecSync", self.sync.as_ref().map(|_| ())),
+            ("Exec over SPDY", self.spdy.as_ref().map(|_| ())),
+            ("concurrent ExecSync", self.conc.as_ref().map(|_| ())),
+            ("events", self.events.as_ref().map(|_| ())),
+        ]
+    }
+}
+
+/// ExecSync one at a time (alternately peapod, containerd, the bare runtime), Exec over SPDY
+/// and the STOPPED event's latency (alternately peapod, containerd), and concurrent ExecSync
+/// (peapod's round, then containerd's).
+async fn exec_bench(
+    p: &mut ExecPod,
+    mut c: Option<&mut ExecPod>,
+    bare: &Bare,
+) -> (ExecFigures, ExecFigures, Result<Vec<Duration>, String>) {
+    let (mut pf, mut cf) = (ExecFigures::new(), ExecFigures::new());
+    let mut bare_sync = Ok(Vec::new());
+    for i in 0..EXEC_WARM + EXEC_ITER {
+        if pf.sync.is_ok() {
+            sample(
+                &mut pf.sync,
+                i,
+                exec_sync_true(&mut p.rt, &p.container).await,
+            );
+        }
+        if let Some(c) = c.as_deref_mut().filter(|_| cf.sync.is_ok()) {
+            sample(
+                &mut cf.sync,
+                i,
+                exec_sync_true(&mut c.rt, &c.container).await,
+            );
+        }
+        if bare_sync.is_ok() {
+            sample(&mut bare_sync, i, bare.exec_true().await);
+        }
+    }
+    for i in 0..EXEC_WARM + ITER {
+        if pf.spdy.is_ok() {
+            sample(
+                &mut pf.spdy,
+                i,
+                spdy_first_byte(&mut p.rt, &p.container).await,
+            );
+        }
+        if let Some(c) = c.as_deref_mut().filter(|_| cf.spdy.is_ok()) {
+            sample(
+                &mut cf.spdy,
+                i,
+                spdy_first_byte(&mut c.rt, &c.container).await,
+            );
+        }
+    }
+    pf.conc = exec_concurrent(p).await;
+    if let Some(c) = c.as_deref_mut() {
+        cf.conc = exec_concurrent(c).await;
+    }
+    let mut p_ev = match Events::subscribe(&p.sock).await {
+        Ok(ev) => Some(ev),
+        Err(e) => {
+            pf.events = Err(e);
+            None
+        }
+    };
+    let mut c_ev = match c.as_deref() {
+        Some(c) => match Events::subscribe(&c.sock).await {
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                cf.events = Err(e);
+                None
+            }
+        },
+        None => None,
+    };
+    for i in 0..EXEC_WARM + ITER {
+        if let Some(ev) = p_ev.as_mut().filter(|_| pf.events.is_ok()) {
+            sample(&mut pf.events, i, stopped_event(p, ev, i).await);
+        }
+        let c = c.as_deref_mut();
+        if let (Some(ev), Some(c)) = (c_ev.as_mut().filter(|_| cf.events.is_ok()), c) {
+            sample(&mut cf.events, i, stopped_event(c, ev, i).await);
+        }
+    }
+    (pf, cf, bare_sync)
+}
+
+/// The daemon's RSS in KiB before and after `n` ExecSync `true` calls one at a time, the
+/// calls made, how long they took, and the error that ended them early, if one did.
+struct RssFigures {
+    before: u64,
+    after: u64,
+    calls: usize,
+    took: Duration,
+    error: Option<String>,
+}
+
+async fn exec_rss(p: &mut ExecPod, pid: i32, n: usize) -> RssFigures {
+    let before = mem_kib(pid).0;
+    let t = Instant::now();
+    let mut calls = 0;
+    let mut error = None;
+    while calls < n {
+        if let Err(e) = exec_sync_true(&mut p.rt, &p.container).await {
+            error = Some(e);
+            break;
+        }
+        calls += 1;
+    }
+    let took = t.elapsed();
+    // Let whatever the last exec left settle, as the other RSS readings do.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    RssFigures {
+        before,
+        after: mem_kib(pid).0,
+        calls,
+        took,
+        error,
+    }
+}
+
+fn print_exec_table(
+    p: &ExecFigures,
+    c: Option<&Result<ExecFigures, String>>,
+    bare: &Result<Vec<Duration>, String>,
+    rss: &RssFigures,
+) {
+    let cf = c.and_then(|c| c.as_ref().ok());
+    let stat = |r: &Result<Vec<Duration>, String>, q: usize| {
+        r.as_ref().ok().filter(|v| !v.is_empty()).map(|v| pct(v, q))
+    };
+    let cell = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "failed".into());
+    let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "-".into(),
+    };
+    let met = |ok: bool| if ok { "met" } else { "missed" };
+    // (what, peapod, containerd, ratio, target)
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let durs = |what: &str, f: &dyn Fn(&ExecFigures) -> Option<Duration>, target: String| {
+        let (a, b) = (f(p), cf.and_then(f));
+        [what.into(), cell(a), cell(b), ratio(a, b), target]
+    };
+    let bare_med = stat(bare, 50);
+    let p_med = stat(&p.sync, 50);
+    let c_med = cf.and_then(|c| stat(&c.sync, 50));
+    let mut target = Vec::new();
+    if let (Some(a), Some(b)) = (p_med, bare_med) {
+        let limit = b + Duration::from_millis(3);
+        target.push(format!(
+            "≤ bare + 3 ms = {}: {}",
+            ms(limit),
+            met(a <= limit)
+        ));
+    }
+    if let (Some(a), Some(b)) = (p_med, c_med) {
+        let limit = b.mul_f64(0.6);
+        target.push(format!(
+            "≤ 0.6 × containerd = {}: {}",
+            ms(limit),
+            met(a <= limit)
+        ));
+    }
+    rows.push(durs(
+        "ExecSync `true`, median",
+        &|f| stat(&f.sync, 50),
+        target.join("; "),
+    ));
+    rows.push(durs(
+        "ExecSync `true`, p90",
+        &|f| stat(&f.sync, 90),
+        String::new(),
+    ));
+    for (what, q) in [("median", 50), ("p90", 90)] {
+        let b = cell(stat(bare, q));
+        rows.push([
+            format!("bare `runc exec --process FILE --pid-file FILE ID` of `true`, {what} (same for both)"),
+            b.clone(),
+            b,
+            String::new(),
+            String::new(),
+        ]);
+    }
+    rows.push(durs(
+        "ExecSync overhead over bare runc exec, median",
+        &|f| Some(stat(&f.sync, 50)?.saturating_sub(bare_med?)),
+        String::new(),
+    ));
+    rows.push(durs(
+        "Exec `echo hi` over SPDY/3.1 (v4.channel.k8s.io): Exec RPC → first stdout byte, median",
+        &|f| stat(&f.spdy, 50),
+        String::new(),
+    ));
+    rows.push(durs(
+        "Exec `echo hi` over SPDY/3.1: Exec RPC → first stdout byte, p90",
+        &|f| stat(&f.spdy, 90),
+        String::new(),
+    ));
+    let conc = |f: &ExecFigures| f.conc.as_ref().ok().cloned();
+    rows.push(durs(
+        &format!("{EXEC_CONC} concurrent ExecSync `true` on one container: wall time for all"),
+        &|f| conc(f).map(|c| c.0),
+        String::new(),
+    ));
+    rows.push(durs(
+        &format!("{EXEC_CONC} concurrent ExecSync `true`: per call, median"),
+        &|f| conc(f).map(|c| pct(&c.1, 50)),
+        String::new(),
+    ));
+    rows.push(durs(
+        &format!("{EXEC_CONC} concurrent ExecSync `true`: per call, p90"),
+        &|f| conc(f).map(|c| pct(&c.1, 90)),
+        String::new(),
+    ));
+    let kill = |f: &ExecFigures| {
+        let v = f.events.as_ref().ok()?;
+        (!v.is_empty()).then(|| v.iter().map(|e| e.0).collect::<Vec<_>>())
+    };
+    let finished = |f: &ExecFigures| {
+        let v = f.events.as_ref().ok()?;
+        let v: Vec<_> = v.iter().filter_map(|e| e.1).collect();
+        (!v.is_empty()).then_some(v)
+    };
+    rows.push(durs(
+        "SIGKILL of a container's process → CONTAINER_STOPPED_EVENT at the client, median",
+        &|f| kill(f).map(|v| pct(&v, 50)),
+        String::new(),
+    ));
+    rows.push(durs(
+        "SIGKILL → CONTAINER_STOPPED_EVENT at the client, p90",
+        &|f| kill(f).map(|v| pct(&v, 90)),
+        String::new(),
+    ));
+    rows.push(durs(
+        "the event's finished_at → the event at the client, median",
+        &|f| finished(f).map(|v| pct(&v, 50)),
+        String::new(),
+    ));
+    let diff = rss.after as i64 - rss.before as i64;
+    rows.push([
+        format!(
+            "daemon RSS before / after {} ExecSync `true` one at a time",
+            rss.calls
+        ),
+        format!("{} / {}", mib(rss.before), mib(rss.after)),
+        "not run".into(),
+        String::new(),
+        "flat".into(),
+    ]);
+    rows.push([
+        "daemon RSS after − before".into(),
+        format!("{diff:+} KiB"),
+        "not run".into(),
+        String::new(),
+        String::new(),
+    ]);
+
+    println!(
+        "\nexec (busybox `sleep 3000`, one container per runtime; ExecSync: {EXEC_ITER} calls \
+         after {EXEC_WARM} warm-ups, alternately peapod{}, bare runc; SPDY exec and events: \
+         {ITER} each after {EXEC_WARM} warm-ups)",
+        if c.is_some() { ", containerd" } else { "" }
+    );
+    if c.is_some() {
+        println!("| what | peapod | containerd | peapod / containerd | target |");
+        println!("|---|---|---|---|---|");
+        for [what, a, b, r, t] in &rows {
+            println!("| {what} | {a} | {b} | {r} | {t} |");
+        }
+    } else {
+        println!("| what | peapod | target |");
+        println!("|---|---|---|");
+        for [what, a, _, _, t] in &rows {
+            println!("| {what} | {a} | {t} |");
+        }
+    }
+    println!(
+        "bare runc exec: `runc exec --process FILE --pid-file FILE {BARE_EXEC_ID}` on a runc \
+         container of the same busybox layer, the process file (the container's own process, \
+         args `true`) written before each call and stdout/stderr piped, as peapod's ExecSync does"
+    );
+    println!(
+        "RSS: {} calls in {} ({} each); peapod only",
+        rss.calls,
+        ms(rss.took),
+        ms(rss.took / rss.calls.max(1) as u32)
+    );
+    let mut why = Vec::new();
+    let mut failed = |who: &str, what: &str, r: Result<(), &String>| {
+        if let Err(e) = r {
+            why.push(format!("{who} {what}: {e}"));
+        }
+    };
+    for (what, r) in p.parts() {
+        failed("peapod", what, r);
+    }
+    match c {
+        Some(Ok(c)) => {
+            for (what, r) in c.parts() {
+                failed("containerd", what, r);
+            }
+        }
+        Some(Err(e)) => failed("containerd", "exec pod", Err(e)),
+        None => {}
+    }
+    failed("bare runc", "exec", bare.as_ref().map(|_| ()));
+    if let Some(e) = &rss.error {
+        failed("peapod", "RSS run", Err(e));
+    }
+    for w in why {
+        println!("{w}");
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !require_root() {
@@ -772,6 +1603,7 @@ async fn main() {
     std::panic::set_hook(Box::new(move |info| {
         prev(info);
         teardown_ctrd();
+        teardown_bare();
         teardown_peapod();
     }));
 
@@ -828,7 +1660,8 @@ async fn main() {
         .find(|p| p.join("bin/busybox").exists())
         .expect("busybox layer");
     let work = d.root.parent().unwrap().join("bare");
-    let bare_med = median(bare_runtime(&layer, &work));
+    let bare = Bare::new(&layer, &work);
+    let bare_med = median(bare.start_latency());
 
     // Memory with 20 pods, then List latency with 100: peapod's, then containerd's.
     let mut pods = start_pods(&mut rt, &logs, "", 100, 20).await;
@@ -880,11 +1713,44 @@ async fn main() {
         }
         None => None,
     };
+
+    // Exec: one pod per runtime and the bare runtime's kept container, then (containerd gone)
+    // peapod's RSS across many ExecSync calls.
+    let mut pexec = ExecPod::start(&d.socket, &logs, "")
+        .await
+        .expect("peapod exec pod");
+    let mut cexec = match ctrd_rt.as_ref() {
+        Some((c, _, _, clogs)) => Some(ExecPod::start(&c.sock, clogs, &c.cgroup_parent).await),
+        None => None,
+    };
+    bare.start_kept();
+    let (pfig, cfig, bare_exec) = exec_bench(
+        &mut pexec,
+        cexec.as_mut().and_then(|c| c.as_mut().ok()),
+        &bare,
+    )
+    .await;
+    drop(bare);
+    let cfig = match cexec {
+        Some(Ok(c)) => {
+            c.remove().await;
+            Some(Ok(cfig))
+        }
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    };
     let version = ctrd.as_ref().map(|c| c.version.clone());
     drop(ctrd_rt);
     drop(ctrd);
+    let rss_calls = std::env::var("PEAPOD_BENCH_EXEC_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(EXEC_RSS_CALLS);
+    let rss = exec_rss(&mut pexec, daemon_pid, rss_calls).await;
+    pexec.remove().await;
 
     print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
+    print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
     pull_bench(&d).await;
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
