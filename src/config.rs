@@ -94,6 +94,76 @@ pub struct Config {
     /// How many container events a GetContainerEvents subscriber may fall behind by before it
     /// is dropped (its stream ends with an error; it then relists and subscribes again).
     pub event_buffer: usize,
+    /// The pod network.
+    pub network: NetworkConfig,
+}
+
+/// Which network pods (other than hostNetwork ones) get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// CNI when `cni_conf_dir` holds a network config, else the built-in bridge.
+    #[default]
+    Auto,
+    /// The built-in bridge network (`src/net`).
+    Builtin,
+    /// CNI plugins; without a config pods cannot start (NetworkReady is false).
+    Cni,
+    /// Only loopback in each pod's namespace.
+    None,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Auto => "auto",
+            NetworkMode::Builtin => "builtin",
+            NetworkMode::Cni => "cni",
+            NetworkMode::None => "none",
+        }
+    }
+}
+
+/// `[network]`: the pod network's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+    /// Built-in: the bridge's name.
+    pub bridge: String,
+    /// Built-in: the pods' IPv4 CIDR. Empty: a private /16 clear of the host's routes (the
+    /// bridge's own network once it exists). CRI UpdateRuntimeConfig can set it too.
+    pub pod_cidr: String,
+    /// Built-in: an IPv6 CIDR makes pods dual stack.
+    pub pod_cidr_v6: String,
+    /// Built-in: MTU of the bridge and veths; 0 takes the host's default-route link's.
+    pub mtu: u32,
+    /// Built-in: the nftables table (`inet NAME`) holding masquerade and hostPort rules. peapod
+    /// rebuilds it at start-up and touches no other table.
+    pub nft_table: String,
+    /// Built-in: turn on net.ipv4.ip_forward (and IPv6 forwarding with a v6 CIDR), which
+    /// egress to other hosts needs.
+    pub host_forwarding: bool,
+    /// CNI: where network configs are looked for (the first `.conflist`/`.conf`/`.json`).
+    pub cni_conf_dir: PathBuf,
+    /// CNI: where plugin binaries are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            mode: NetworkMode::Auto,
+            bridge: "peapod0".into(),
+            pod_cidr: String::new(),
+            pod_cidr_v6: String::new(),
+            mtu: 0,
+            nft_table: "peapod".into(),
+            host_forwarding: true,
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
 }
 
 /// A port given as `10010` or, as containerd writes it, `"10010"`.
@@ -132,6 +202,7 @@ impl Default for Config {
             stream_server_address: "127.0.0.1".into(),
             stream_server_port: 0,
             event_buffer: crate::pod::events::DEFAULT_BUFFER,
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -204,6 +275,36 @@ impl Config {
         self.registry
             .validate()
             .map_err(|e| invalid(format!("[registry]: {e}")))?;
+        let n = &self.network;
+        if !n.pod_cidr.is_empty() && n.pod_cidr.parse::<ipnet::Ipv4Net>().is_err() {
+            return Err(invalid(format!(
+                "[network] pod_cidr must be an IPv4 CIDR: {:?}",
+                n.pod_cidr
+            )));
+        }
+        if !n.pod_cidr_v6.is_empty() && n.pod_cidr_v6.parse::<ipnet::Ipv6Net>().is_err() {
+            return Err(invalid(format!(
+                "[network] pod_cidr_v6 must be an IPv6 CIDR: {:?}",
+                n.pod_cidr_v6
+            )));
+        }
+        if n.bridge.is_empty() || n.bridge.len() > 15 || n.bridge.contains(['/', ' ']) {
+            return Err(invalid(format!(
+                "[network] bridge must be an interface name of 1 to 15 characters: {:?}",
+                n.bridge
+            )));
+        }
+        if n.nft_table.is_empty()
+            || !n
+                .nft_table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(format!(
+                "[network] nft_table must be a plain name: {:?}",
+                n.nft_table
+            )));
+        }
         for name in self.runtimes.keys() {
             if !crate::fsutil::is_safe_id(name) {
                 return Err(invalid(format!(

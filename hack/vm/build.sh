@@ -17,10 +17,11 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
 # Modules the guest loads: virtio PCI transport, the 9p stack, overlayfs. The rest are optional
-# (loaded when the kernel has them): veth, bridge and nf_tables (whose libcrc32c asks the crypto
-# API for crc32c) for network tests.
+# (loaded when the kernel has them): veth, bridge, nf_tables (whose libcrc32c asks the crypto
+# API for crc32c) and the conntrack, NAT, masquerade and fib expressions the built-in pod
+# network's rules use (the guest has no modprobe to load them on demand).
 REQUIRED_MODULES="virtio_pci 9pnet_virtio 9p overlay"
-OPTIONAL_MODULES="veth bridge crc32c_generic nf_tables"
+OPTIONAL_MODULES="veth bridge crc32c_generic nf_tables nf_conntrack nf_nat nft_chain_nat nft_nat nft_masq nft_ct nft_fib nft_fib_inet nft_fib_ipv4 nft_fib_ipv6"
 
 log() { echo "vm-build: $*" >&2; }
 

@@ -31,6 +31,8 @@ export PEAPOD_BIN_DIR
 export PEAPOD_CHURN_KILLS="${PEAPOD_CHURN_KILLS:-10}"
 # And fewer log rotations in integration/tests/log_reopen.rs.
 export PEAPOD_REOPEN_ROTATIONS="${PEAPOD_REOPEN_ROTATIONS:-200}"
+# The 10,000 failing tty requests of streaming.rs take minutes under TCG: 2,000 here.
+export PEAPOD_TTY_FAILURES="${PEAPOD_TTY_FAILURES:-2000}"
 # Each daemon's log, kept by the harness for a look after the run.
 export PEAPOD_IT_KEEP_LOGS="$VM/logs/daemons"
 # One hung test binary is reported as such and the rest still run (the host's VM_TIMEOUT

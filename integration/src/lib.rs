@@ -111,7 +111,64 @@ pub struct Daemon {
     pub extra_config: String,
     /// Extra environment for the daemon process (e.g. PEAPOD_FAILPOINT), applied at spawn.
     pub env: Vec<(String, String)>,
+    /// This daemon's own pod network (bridge, CIDR, nft table), so that daemons of tests
+    /// running side by side never share one.
+    pub net: TestNet,
     child: Option<Child>,
+}
+
+/// A test daemon's built-in network: a bridge, a /24 and an nft table of its own. With
+/// PEAPOD_IT_NETWORK=none (a host without veth, bridge or nf_tables) pods get loopback only.
+#[derive(Clone, Debug)]
+pub struct TestNet {
+    pub mode: String,
+    pub bridge: String,
+    pub cidr: String,
+    pub table: String,
+}
+
+impl TestNet {
+    fn new() -> TestNet {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let tag = &peapod::fsutil::new_id()[..8];
+        TestNet {
+            mode: std::env::var("PEAPOD_IT_NETWORK").unwrap_or_else(|_| "builtin".into()),
+            bridge: format!("ppt{tag}"),
+            // A second octet per test process, a third per daemon in it.
+            cidr: format!("10.{}.{}.0/24", 200 + std::process::id() % 50, n % 256),
+            table: format!("ppt_{tag}"),
+        }
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "[network]\nmode = {:?}\nbridge = {:?}\npod_cidr = {:?}\nnft_table = {:?}\n\
+             host_forwarding = false\n",
+            self.mode, self.bridge, self.cidr, self.table
+        )
+    }
+
+    /// Removes the bridge and the table (what outlives the daemon by design).
+    pub async fn remove(&self, root: &Path) {
+        if self.mode != "builtin" {
+            return;
+        }
+        let mut cfg = peapod::net::NetConfig::new(root.join("net/ipam"));
+        cfg.bridge = self.bridge.clone();
+        cfg.ipv4_cidr = self.cidr.parse().ok();
+        cfg.nft_table = self.table.clone();
+        cfg.host_forwarding = false;
+        match peapod::net::BuiltinNetwork::new(cfg).await {
+            Ok(n) => {
+                if let Err(e) = n.remove().await {
+                    eprintln!("removing test network {}: {e}", self.bridge);
+                }
+            }
+            Err(e) => eprintln!("removing test network {}: {e}", self.bridge),
+        }
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -139,6 +196,7 @@ impl Daemon {
             log: base.join("daemon.log"),
             extra_config: extra.to_string(),
             env: Vec::new(),
+            net: TestNet::new(),
             child: None,
         };
         std::fs::create_dir_all(&d.root).unwrap();
@@ -172,8 +230,19 @@ impl Daemon {
         std::fs::write(
             &p,
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{}\n",
-                self.socket, self.root, self.state, self.cgroup_parent, self.extra_config
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{}\n{}",
+                self.socket,
+                self.root,
+                self.state,
+                self.cgroup_parent,
+                self.extra_config,
+                // After the extra config (which may end in a table of its own), unless a test
+                // sets the network itself.
+                if self.extra_config.contains("[network]") {
+                    String::new()
+                } else {
+                    self.net.toml()
+                }
             ),
         )
         .unwrap();
@@ -310,6 +379,7 @@ impl Daemon {
         for m in cgroup_mounts() {
             let _ = std::fs::remove_dir(m.join(self.cgroup_parent.trim_start_matches('/')));
         }
+        self.net.remove(&self.root).await;
         let _ = std::fs::remove_dir_all(self.root.parent().unwrap());
     }
 }
@@ -332,6 +402,7 @@ impl Drop for Daemon {
             log: self.log.clone(),
             extra_config: self.extra_config.clone(),
             env: Vec::new(),
+            net: self.net.clone(),
             child: self.child.take(),
         };
         let _ = std::thread::spawn(move || {
@@ -747,6 +818,26 @@ impl Daemon {
                 .into_iter()
                 .map(|(pid, cmd)| format!("process {pid}: {cmd}")),
         );
+        // The pod network: veths on this daemon's bridge, addresses still allocated, CNI
+        // attachments still cached.
+        if let Ok(it) = std::fs::read_dir(format!("/sys/class/net/{}/brif", self.net.bridge)) {
+            out.extend(it.flatten().map(|e| {
+                format!(
+                    "veth {} on {}",
+                    e.file_name().to_string_lossy(),
+                    self.net.bridge
+                )
+            }));
+        }
+        for dir in [self.root.join("net/ipam"), self.root.join("cni")] {
+            if let Ok(it) = std::fs::read_dir(&dir) {
+                out.extend(
+                    it.flatten()
+                        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                        .map(|e| format!("network state {}", e.path().display())),
+                );
+            }
+        }
         out
     }
 

@@ -87,8 +87,13 @@ async fn containers_share_the_pods_net_ipc_and_uts() {
         host_net.to_string_lossy(),
         "pod shares the host network"
     );
-    // The same interfaces: the pod's own loopback only.
-    assert_eq!(lines_a[4].trim(), "lo");
+    // The same interfaces: the pod's own loopback, and its eth0 on the pod network.
+    let want = if d.net.mode == "builtin" {
+        "eth0 lo"
+    } else {
+        "lo"
+    };
+    assert_eq!(lines_a[4].trim(), want);
     assert_eq!(lines_a[4], lines_b[4]);
     // System V IPC made in A is visible in B (key 4242 in /proc/sysvipc/shm).
     assert!(

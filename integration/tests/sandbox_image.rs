@@ -183,7 +183,12 @@ async fn image_sandbox_shares_namespaces_and_leaves_nothing_behind() {
     }
     assert_eq!(la[4], "sleep", "PID 1 of the pod: {la:?}");
     assert_eq!(lb[4], "sleep", "PID 1 of the pod: {lb:?}");
-    assert_eq!(la[5].trim(), "lo");
+    let want = if d.net.mode == "builtin" {
+        "eth0 lo"
+    } else {
+        "lo"
+    };
+    assert_eq!(la[5].trim(), want);
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{infra}/oom_score_adj"))
             .unwrap()

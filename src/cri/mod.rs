@@ -276,10 +276,23 @@ impl RuntimeService for CriServer {
     }
     async fn update_runtime_config(
         &self,
-        _r: Request<UpdateRuntimeConfigRequest>,
+        r: Request<UpdateRuntimeConfigRequest>,
     ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
-        // kubelet sends the pod CIDR here; peapod's pods have no pod network yet, so there is
-        // nothing to configure, and accepting it keeps kubelet from retrying forever.
+        // kubelet sends the node's pod CIDR here; the built-in network takes it for new pods
+        // (CNI plugins have their own IPAM config, as with containerd).
+        let cidr = r
+            .get_ref()
+            .runtime_config
+            .as_ref()
+            .and_then(|c| c.network_config.as_ref())
+            .map(|n| n.pod_cidr.clone())
+            .unwrap_or_default();
+        if !cidr.is_empty() {
+            self.engine.net.set_pod_cidr(&cidr).map_err(|e| {
+                Status::invalid_argument(format!("runtime_config.network_config.pod_cidr: {e}"))
+            })?;
+            tracing::info!(%cidr, "pod CIDR updated");
+        }
         Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
     async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

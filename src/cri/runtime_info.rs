@@ -43,13 +43,16 @@ impl CriServer {
                 format!("monitor binary {} not found", e.shim().display())
             },
         };
-        // Each pod gets its own network namespace with loopback; no pod network plugin has to
-        // be initialised first, so the network is always ready.
+        let net = e.net.ready();
         let network_ready = RuntimeCondition {
             r#type: "NetworkReady".into(),
-            status: true,
-            reason: String::new(),
-            message: String::new(),
+            status: net.is_ok(),
+            reason: if net.is_ok() {
+                String::new()
+            } else {
+                "NetworkPluginNotReady".into()
+            },
+            message: net.err().unwrap_or_default(),
         };
         let mut info = std::collections::HashMap::new();
         if r.get_ref().verbose {

@@ -43,7 +43,15 @@ pub(super) fn sandbox_status(config: &PodSandboxConfig, rec: &SandboxRecord) -> 
         metadata: config.metadata.clone(),
         state: state_of(rec) as i32,
         created_at: rec.created_at,
-        network: Some(PodSandboxNetworkStatus::default()),
+        network: Some(PodSandboxNetworkStatus {
+            ip: rec.ips.first().map(|ip| ip.to_string()).unwrap_or_default(),
+            additional_ips: rec
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| PodIp { ip: ip.to_string() })
+                .collect(),
+        }),
         linux: Some(LinuxPodSandboxStatus {
             namespaces: Some(Namespace {
                 options: Some(ns_opts.unwrap_or_default()),

@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 use crate::image::ImageError;
 use crate::oci::spec::SpecError;
 use crate::pod::events::Lagged;
+use crate::pod::network::NetworkError;
 use crate::pod::EngineError;
 
 pub fn to_status(e: EngineError) -> Status {
@@ -20,6 +21,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::Runtime(crate::oci::runtime::RuntimeError::UnknownHandler(_)) => {
             Code::InvalidArgument
         }
+        EngineError::Network(n) => network_code(n),
         _ => Code::Internal,
     };
     if code == Code::Internal {
@@ -33,6 +35,15 @@ fn spec_code(e: &SpecError) -> Code {
         SpecError::InvalidArgument { .. } => Code::InvalidArgument,
         SpecError::NotFound { .. } => Code::NotFound,
         SpecError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        _ => Code::Internal,
+    }
+}
+
+fn network_code(e: &NetworkError) -> Code {
+    match e {
+        NetworkError::Invalid(_) => Code::InvalidArgument,
+        NetworkError::Conflict(_) => Code::FailedPrecondition,
+        NetworkError::NotReady(_) => Code::Unavailable,
         _ => Code::Internal,
     }
 }

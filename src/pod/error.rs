@@ -6,6 +6,7 @@ use crate::image::ImageError;
 use crate::oci::runtime::RuntimeError;
 use crate::oci::spec::SpecError;
 use crate::pod::monitor::MonitorError;
+use crate::pod::network::NetworkError;
 use crate::pod::pause::PauseError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum EngineError {
     Pause(#[from] PauseError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -13,6 +13,7 @@ pub const RUN_SANDBOX: &[&str] = &[
     "sandbox.pause",    // the pause is cloned, not yet ready nor in its cgroup
     "sandbox.placed",   // the pause is ready in its cgroup
     "sandbox.pinned",   // the namespaces are pinned
+    "sandbox.network",  // the pod's network is set up (veth, address, rules)
     "sandbox.recorded", // the final record is on disk; the client has not been answered
 ];
 

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod failpoint;
 pub mod infra;
 pub mod monitor;
+pub mod network;
 pub mod pause;
 pub mod portforward;
 pub mod proc;
@@ -115,6 +116,8 @@ pub struct Engine {
     /// Reserved names (sandbox and container names share one map, with a kind prefix).
     names: Mutex<HashMap<String, String>>,
     events: events::Events,
+    /// The pod network's driver.
+    pub net: network::PodNetworks,
     /// The previous CPU sample of each container and pod, for the stats RPCs' CPU rate.
     cpu_rates: stats::CpuRates,
 }
@@ -138,7 +141,9 @@ impl Engine {
                 .map_err(EngineError::io(format!("creating {}", d.display())))?;
         }
         let images = Arc::new(ImageStore::open(&paths.root.join("images"))?);
+        let net = network::PodNetworks::start(&cfg.network, &paths.root).await;
         let engine = Arc::new(Engine {
+            net,
             shim: cfg.shim(),
             host: host_limits(cfg.pids_limit),
             events: events::Events::new(cfg.event_buffer),

@@ -63,6 +63,14 @@ pub struct SandboxRecord {
     /// written before sandbox images existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra: Option<InfraContainer>,
+    /// The network driver that sets (or set) up the pod's network (`pod/network.rs`: "builtin"
+    /// or "cni"); empty for host-network pods and loopback-only ones. Named in the intent,
+    /// before any of the network exists, so that recovery knows what to undo.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network: String,
+    /// The pod's addresses, IPv4 first; empty once its network is torn down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<std::net::IpAddr>,
     /// The record is an intent: RunPodSandbox wrote it before making the first resource and
     /// has not finished. Start-up recovery undoes such a sandbox (its ID was never reported).
     #[serde(default, skip_serializing_if = "is_false")]

@@ -162,6 +162,15 @@ pub(super) async fn recover(engine: &Arc<Engine>) {
         }
         n_ctr += 1;
     }
+    // Pods that still hold a network keep it (a running pod's is never renumbered or made
+    // again); every other address, veth, rule and CNI attachment is released.
+    let live: Vec<(String, Vec<api::PortMapping>)> = engine
+        .sandboxes()
+        .iter()
+        .filter(|sb| !sb.record().ips.is_empty())
+        .map(|sb| (sb.id(), sb.config.port_mappings.clone()))
+        .collect();
+    engine.net.reconcile(&live).await;
     let swept = engine.sweep_orphans(&shims).await;
     info!(
         sandboxes = n_sb,
@@ -303,6 +312,17 @@ impl Engine {
                 self.cgroups.kill_and_remove_tree(&pod.path)?;
             }
             None => {}
+        }
+        // The network, while its pinned namespace is still there. Without a record, the
+        // driver running now is the one that could have made it.
+        let netns = self.paths.sandbox_state_dir(id).join("ns/net");
+        let driver = rec.map_or(self.net.driver_name(), |r| r.network.as_str());
+        self.net
+            .teardown(driver, id, netns.exists().then_some(netns.as_path()))
+            .await?;
+        if driver != super::network::CNI {
+            // A CNI attachment made under an earlier config, if any (a no-op without one).
+            self.net.teardown(super::network::CNI, id, None).await?;
         }
         sweep::remove_dir(&self.paths.sandbox_state_dir(id))
             .map_err(EngineError::io("removing the sandbox's state"))?;

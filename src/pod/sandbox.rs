@@ -16,6 +16,7 @@ use tracing::{info, instrument, warn};
 use super::events::ContainerEventKind;
 use super::failpoint;
 use super::infra::InfraArgs;
+use super::network::PodNetArgs;
 use super::pause::{self, PauseNamespaces};
 use super::proc::{self, now_ns};
 use super::record::{self, SandboxNamespaces, SandboxRecord, SandboxState, RECORD_VERSION};
@@ -159,6 +160,10 @@ impl Engine {
             undo.push("release name", move || me.release_name("sandbox", &name));
         }
         let ns = namespaces_of(&config);
+        let ports = &config.port_mappings;
+        if !ns.host_network {
+            self.net.validate(ports)?;
+        }
 
         let dir = self.paths.sandbox_dir(&id);
         std::fs::create_dir_all(&dir).map_err(EngineError::io("creating sandbox dir"))?;
@@ -205,6 +210,12 @@ impl Engine {
             shm: shm_dir.clone(),
             state: SandboxState::NotReady,
             infra: None,
+            network: if ns.host_network {
+                String::new()
+            } else {
+                self.net.driver_name().to_string()
+            },
+            ips: Vec::new(),
             creating: true,
         };
         record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
@@ -329,6 +340,31 @@ impl Engine {
 
         tracing::debug!("namespaces pinned");
         failpoint::hit("sandbox.pinned");
+
+        // The pod's network, in the pinned namespace. Undone by hand below: teardown is async.
+        let netns = ns_dir.join("net");
+        if !rec.network.is_empty() {
+            let ips = self
+                .net
+                .setup(&PodNetArgs {
+                    id: &id,
+                    name: &md.name,
+                    namespace: &md.namespace,
+                    uid: &md.uid,
+                    netns: &netns,
+                    ports,
+                })
+                .await;
+            match ips {
+                Ok(ips) => rec.ips = ips,
+                Err(e) => {
+                    self.teardown_network(&rec.network, &id, Some(&netns)).await;
+                    return Err(e.into());
+                }
+            }
+            tracing::debug!(ips = ?rec.ips, "pod network set up");
+            failpoint::hit("sandbox.network");
+        }
         rec.created_at = now_ns();
         rec.pause_pid = pid;
         rec.pause_start = pause_start;
@@ -336,7 +372,10 @@ impl Engine {
         rec.state = SandboxState::Ready;
         rec.infra = infra;
         rec.creating = false;
-        record::save(&dir, &rec).map_err(EngineError::io("saving sandbox record"))?;
+        if let Err(e) = record::save(&dir, &rec) {
+            self.teardown_network(&rec.network, &id, Some(&netns)).await;
+            return Err(EngineError::io("saving sandbox record")(e));
+        }
         failpoint::hit("sandbox.recorded");
         let sb = Arc::new(Sandbox {
             config,
@@ -409,7 +448,20 @@ impl Engine {
                 tokio::time::timeout(Duration::from_secs(10), proc::wait_exit(rec.pause_pid)).await;
         }
         failpoint::hit("sandbox.stopping");
-        pause::unpin_all(&self.paths.sandbox_state_dir(&id).join("ns"));
+        let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
+        if !rec.ips.is_empty() || !rec.network.is_empty() {
+            // Before the namespace goes: CNI plugins and the built-in driver get it by path.
+            self.net
+                .teardown(&rec.network, &id, Some(&ns_dir.join("net")))
+                .await?;
+            record::update(&sb.rec, &self.paths.sandbox_dir(&id), |r| {
+                let had = !r.ips.is_empty();
+                r.ips.clear();
+                had
+            })
+            .map_err(EngineError::io("saving sandbox record"))?;
+        }
+        pause::unpin_all(&ns_dir);
         let _ = std::fs::remove_dir(self.paths.sandbox_state_dir(&id));
         if let Some(shm) = &rec.shm {
             unmount(shm);
@@ -485,6 +537,14 @@ impl Engine {
         self.publish_sandbox(ContainerEventKind::Deleted, &sb, true);
         info!("pod sandbox removed");
         Ok(())
+    }
+
+    /// Best-effort undo of a pod's network on a failed RunPodSandbox (the error that made it
+    /// fail is the one reported; what this cannot undo, start-up or removal retries).
+    pub(super) async fn teardown_network(&self, driver: &str, id: &str, netns: Option<&Path>) {
+        if let Err(e) = self.net.teardown(driver, id, netns).await {
+            warn!(error = %e, "undoing the pod network");
+        }
     }
 
     /// The sandbox a retried RunPodSandbox asked for: the ready pod of that name, made from the
