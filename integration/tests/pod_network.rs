@@ -284,3 +284,143 @@ async fn host_ports_answer_conflicts_and_bad_mappings_are_refused() {
     );
     d.cleanup().await;
 }
+
+/// The CNI door of the same engine: Debian's reference plugins (bridge with host-local IPAM,
+/// then loopback) from a config dir of the test's own. The pod's address comes from the
+/// plugins and survives a kill -9 of the daemon; StopPodSandbox runs DEL from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn cni_plugins_give_pods_their_network() {
+    if !require_root() {
+        return;
+    }
+    const PLUGINS: &str = "/usr/lib/cni";
+    if let Some(p) = ["bridge", "host-local", "loopback"]
+        .iter()
+        .find(|p| !std::path::Path::new(PLUGINS).join(p).exists())
+    {
+        eprintln!("SKIP cni_plugins_give_pods_their_network: no {PLUGINS}/{p} (containernetworking-plugins)");
+        return;
+    }
+    if std::env::var("PEAPOD_IT_NETWORK").is_ok_and(|m| m == "none") {
+        eprintln!("SKIP cni_plugins_give_pods_their_network: PEAPOD_IT_NETWORK=none");
+        return;
+    }
+    let net = TestNetForCni::new();
+    let mut d = Daemon::start_with(&net.toml()).await;
+    let mut rt = d.rt().await;
+    let logs = d.root.join("logs");
+    let cidr: ipnet::Ipv4Net = net.subnet.parse().unwrap();
+
+    let (cfg, srv) = server_pod("cni-a", &logs, 0);
+    let (pod, ids) = run_pod(&mut rt, cfg, vec![srv]).await;
+    let ip = pod_ip(&mut rt, &pod).await;
+    let IpAddr::V4(v4) = ip else { panic!("{ip}") };
+    assert!(cidr.contains(&v4), "{ip} outside {cidr}");
+    let (code, out) = exec(&mut rt, &ids[0], "ip -4 addr show eth0").await;
+    assert!(code == 0 && out.contains(&ip.to_string()), "{out}");
+    assert_eq!(fetch(&format!("{ip}:8080")).trim(), "hello-from-cni-a");
+    let cache = d.root.join("cni").join(&pod);
+    assert!(cache.exists(), "no CNI cache entry for the pod");
+
+    d.kill();
+    d.spawn().await;
+    let mut rt = d.rt().await;
+    assert_eq!(
+        pod_ip(&mut rt, &pod).await,
+        ip,
+        "the address changed over a restart"
+    );
+    assert_eq!(fetch(&format!("{ip}:8080")).trim(), "hello-from-cni-a");
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(!cache.exists(), "DEL left the cache entry");
+    let held: Vec<_> = std::fs::read_dir(net.ipam_dir.join(&net.name))
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(held.is_empty(), "host-local still holds {held:?}");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    d.cleanup().await;
+    net.remove();
+}
+
+/// A CNI config dir of the test's own: a unique bridge and subnet, host-local state in a temp
+/// dir; the bridge the plugin makes is removed at the end.
+struct TestNetForCni {
+    dir: std::path::PathBuf,
+    ipam_dir: std::path::PathBuf,
+    name: String,
+    bridge: String,
+    subnet: String,
+}
+
+impl TestNetForCni {
+    fn new() -> TestNetForCni {
+        let tag = &peapod::fsutil::new_id()[..8];
+        let dir = std::env::temp_dir().join(format!("peapod-cni-{tag}"));
+        let ipam_dir = dir.join("ipam");
+        std::fs::create_dir_all(dir.join("net.d")).unwrap();
+        let n = TestNetForCni {
+            name: format!("pptcni-{tag}"),
+            bridge: format!("ppc{tag}"),
+            subnet: format!(
+                "10.{}.{}.0/24",
+                200 + std::process::id() % 50,
+                200 + u8::from_str_radix(&tag[..2], 16).unwrap() % 50
+            ),
+            ipam_dir,
+            dir,
+        };
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": n.name,
+            "plugins": [
+                {"type": "bridge", "bridge": n.bridge, "isGateway": true, "ipMasq": false,
+                 "ipam": {"type": "host-local", "dataDir": n.ipam_dir,
+                          "ranges": [[{"subnet": n.subnet}]]}},
+                {"type": "loopback"}
+            ]
+        });
+        std::fs::write(
+            n.dir.join("net.d/10-test.conflist"),
+            serde_json::to_string_pretty(&conf).unwrap(),
+        )
+        .unwrap();
+        n
+    }
+
+    fn toml(&self) -> String {
+        format!(
+            "[network]\nmode = \"cni\"\ncni_conf_dir = {:?}\ncni_bin_dirs = [\"/usr/lib/cni\"]\n",
+            self.dir.join("net.d")
+        )
+    }
+
+    fn remove(&self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for TestNetForCni {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.remove();
+        }
+    }
+}
