@@ -1,7 +1,7 @@
 //! peapod: a single-node pod runtime.
 //!
 //! Data flows one way: a front door (the CRI server in [`cri`]) calls the pod engine in [`pod`],
-//! which drives the OS adapters ([`oci`], [`cgroups`], [`image`]). Adapters never call back up.
+//! which drives the OS adapters ([`oci`], [`cgroups`], [`image`], [`net`]). Adapters never call back up.
 
 /// The CRI `runtime.v1` protocol, generated at build time from `proto/api.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -12,6 +12,7 @@ pub mod api {
 pub mod cgroups;
 pub mod config;
 pub mod cri;
+pub mod failpoint;
 pub mod fsutil;
 pub mod image;
 pub mod net;

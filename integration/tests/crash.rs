@@ -141,7 +141,14 @@ async fn kill_at_each_step_of_run_pod_sandbox() {
     let logs = d.root.parent().unwrap().join("logs");
     for step in failpoint::RUN_SANDBOX {
         restart(&mut d, Some(step)).await;
-        let cfg = pod_config(&format!("fp-{}", step.replace('.', "-")), &logs);
+        let mut cfg = pod_config(&format!("fp-{}", step.replace('.', "-")), &logs);
+        // A host port, so that a crash can leave port rules behind too.
+        cfg.port_mappings = vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: 30000 + (std::process::id() % 20000) as i32,
+            host_ip: String::new(),
+        }];
         let mut rt = d.rt().await;
         assert!(
             run_sandbox(&mut rt, &cfg).await.is_err(),

@@ -610,9 +610,12 @@ impl Inner {
             let ip = self.ipam.allocate(pod, *n)?;
             addrs.push((with_prefix(ip, *n), gateway(*n)));
         }
+        crate::failpoint::hit("net.address");
         self.create_veth(veth, bridge, &ns)?;
+        crate::failpoint::hit("net.veth");
         drop(ns);
         in_netns(netns, move || configure_pod_side(&addrs))?;
+        crate::failpoint::hit("net.configured");
         let ips = self.ipam.addresses(pod);
         let ips: Vec<IpAddr> = ips
             .into_iter()

@@ -13,6 +13,9 @@ pub const RUN_SANDBOX: &[&str] = &[
     "sandbox.pause",    // the pause is cloned, not yet ready nor in its cgroup
     "sandbox.placed",   // the pause is ready in its cgroup
     "sandbox.pinned",   // the namespaces are pinned
+    "net.address",      // built-in network: the pod's addresses are allocated, nothing else
+    "net.veth",         // built-in network: the veth pair exists, the pod side is bare
+    "net.configured",   // built-in network: addresses and routes in the pod, no port rules
     "sandbox.network",  // the pod's network is set up (veth, address, rules)
     "sandbox.recorded", // the final record is on disk; the client has not been answered
 ];
@@ -35,21 +38,4 @@ pub const OTHER: &[&str] = &[
     "sandbox.removing",  // the containers are removed; cgroups and dirs are still there
 ];
 
-/// Kills the daemon if `name` is the configured failpoint (debug builds only).
-#[inline]
-pub fn hit(name: &str) {
-    #[cfg(debug_assertions)]
-    {
-        static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-        let point = POINT.get_or_init(|| std::env::var("PEAPOD_FAILPOINT").ok());
-        if point.as_deref() == Some(name) {
-            tracing::warn!(failpoint = name, "failpoint reached: killing the daemon");
-            // SAFETY: kill(2) on our own PID; no memory is touched.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-}
+pub use crate::failpoint::hit;
