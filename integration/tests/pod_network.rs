@@ -106,7 +106,8 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
     let cidr: ipnet::Ipv4Net = d.net.cidr.parse().unwrap();
 
     let (cfg_a, srv_a) = server_pod("net-a", &logs, 0);
-    let (pod_a, ids_a) = run_pod(&mut rt, cfg_a, vec![srv_a]).await;
+    let cli = container_config("cli", BUSYBOX, &["sleep", "1000"]);
+    let (pod_a, ids_a) = run_pod(&mut rt, cfg_a, vec![srv_a, cli]).await;
     let (cfg_b, srv_b) = server_pod("net-b", &logs, 0);
     let (pod_b, ids_b) = run_pod(&mut rt, cfg_b, vec![srv_b]).await;
     let ip_a = pod_ip(&mut rt, &pod_a).await;
@@ -122,6 +123,14 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&ip_a.to_string()), "{out}");
     assert!(out.contains("default via"), "{out}");
+
+    // Two containers of one pod talk over localhost.
+    let (code, out) = exec(&mut rt, &ids_a[1], "echo | nc -w 5 127.0.0.1 8080").await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "hello-from-net-a"),
+        "over the pod's lo"
+    );
 
     // Pod to pod, and host to pod.
     let (code, out) = exec(&mut rt, &ids_b[0], &format!("echo | nc -w 5 {ip_a} 8080")).await;
@@ -139,6 +148,27 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
     let (pod_c, _) = run_pod(&mut rt, cfg_c, vec![srv_c]).await;
     let ip_c = pod_ip(&mut rt, &pod_c).await;
     assert!(ip_c != ip_a && ip_c != ip_b, "{ip_c} reused");
+
+    // kubelet's pod CIDR (UpdateRuntimeConfig) goes to new pods; old ones keep theirs.
+    let o = cidr.addr().octets();
+    let cidr2: ipnet::Ipv4Net = format!("10.{}.{}.0/24", o[1], 255 - o[2]).parse().unwrap();
+    rt.update_runtime_config(UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: cidr2.to_string(),
+            }),
+        }),
+    })
+    .await
+    .expect("UpdateRuntimeConfig");
+    let (cfg_d, srv_d) = server_pod("net-d", &logs, 0);
+    let (pod_d, _) = run_pod(&mut rt, cfg_d, vec![srv_d]).await;
+    let IpAddr::V4(ip_d) = pod_ip(&mut rt, &pod_d).await else {
+        panic!("not v4")
+    };
+    assert!(cidr2.contains(&ip_d), "{ip_d} outside the new CIDR {cidr2}");
+    assert_eq!(fetch(&format!("{ip_d}:8080")).trim(), "hello-from-net-d");
+    assert_eq!(pod_ip(&mut rt, &pod_a).await, ip_a);
 
     // Stopping a pod releases its address and its veth.
     rt.stop_pod_sandbox(StopPodSandboxRequest {
@@ -173,7 +203,7 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
         .unwrap();
     assert!(net.status, "{net:?}");
 
-    for pod in [&pod_a, &pod_b, &pod_c] {
+    for pod in [&pod_a, &pod_b, &pod_c, &pod_d] {
         rt.remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: pod.to_string(),
         })
