@@ -661,7 +661,20 @@ async fn egress_is_masqueraded_behind_the_host() {
         .args(["sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // Until nsenter has joined (slow under emulation), `netns PID` would name the host's.
+    let want = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&out_ns.path).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(format!("/proc/{}/ns/net", holder.id()))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ok()
+        != Some(want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nsenter never joined the outside namespace"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = holder.id().to_string();
     ip_cmd(&[
         "link",
