@@ -25,6 +25,14 @@
 //! panic hook: release builds abort on panic, so Drop alone would not run).
 //! Without containerd (and when hack/bench-containerd.sh cannot install it) only peapod's figures
 //! are printed, with a line saying why.
+//!
+//! Last, the pod network: per-pod setup and teardown (median, p90) of the built-in network
+//! (`peapod::net::BuiltinNetwork` on a bridge, /24 and nft table of the bench's own) beside
+//! Debian's CNI chain bridge + host-local + loopback + portmap (snat off) driven by peapod's CNI
+//! client on a bridge of its own, one pod of each in turn on a fresh netns; and pod start on the
+//! bench's daemon (the harness gives it a built-in network) beside a second daemon with
+//! `mode = "none"`, alternately. The bridges, nft table, netns pins, host-local data and the
+//! portmap iptables chains this run made are removed at the end, also from the panic hook.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1604,6 +1612,7 @@ async fn main() {
         prev(info);
         teardown_ctrd();
         teardown_bare();
+        teardown_net();
         teardown_peapod();
     }));
 
@@ -1613,6 +1622,7 @@ async fn main() {
         base: d.root.parent().unwrap().to_path_buf(),
         cgroup_parent: d.cgroup_parent.clone(),
         pid: d.pid().unwrap() as i32,
+        net: Some(d.net.clone()),
     });
     let mut rt = d.rt().await;
     let logs = d.root.join("logs");
@@ -1752,6 +1762,9 @@ async fn main() {
     print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
     print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
     pull_bench(&d).await;
+    let (builtin, cni) = net_bench().await;
+    let start = start_net_vs_none(&d).await;
+    print_net_table(&d.net.mode, &builtin, &cni, &start);
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
@@ -1763,9 +1776,13 @@ struct PeapodTeardown {
     base: PathBuf,
     cgroup_parent: String,
     pid: i32,
+    /// The daemon's own built-in network (bridge, nft table), which outlives it by design.
+    net: Option<TestNet>,
 }
 
 static PEAPOD: Mutex<Option<PeapodTeardown>> = Mutex::new(None);
+/// The second daemon, without a pod network, of the pod-start comparison.
+static PEAPOD_NONET: Mutex<Option<PeapodTeardown>> = Mutex::new(None);
 
 /// Removes every pod of the runtime on `sock` over CRI (stopping each first when `stop`), from a
 /// fresh thread: the caller may be inside the bench's runtime, or panicking. Bounded at 2 min.
@@ -1804,9 +1821,14 @@ fn remove_all_pods(sock: PathBuf, stop: bool) {
 
 /// As `Daemon::cleanup`: every pod removed, the daemon killed, its cgroup parent and dirs removed.
 fn teardown_peapod() {
-    let Some(t) = PEAPOD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-        return;
-    };
+    for slot in [&PEAPOD_NONET, &PEAPOD] {
+        if let Some(t) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            teardown_one_peapod(t);
+        }
+    }
+}
+
+fn teardown_one_peapod(t: PeapodTeardown) {
     remove_all_pods(t.socket.clone(), false);
     use nix::sys::signal::{kill, Signal};
     let pid = nix::unistd::Pid::from_raw(t.pid);
@@ -1814,6 +1836,17 @@ fn teardown_peapod() {
     let _ = nix::sys::wait::waitpid(pid, None);
     for m in cgroup_mounts() {
         let _ = std::fs::remove_dir(m.join(t.cgroup_parent.trim_start_matches('/')));
+    }
+    if let Some(net) = t.net {
+        let root = t.base.join("root");
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(net.remove(&root));
+        })
+        .join();
     }
     let _ = std::fs::remove_dir_all(&t.base);
 }
@@ -2045,4 +2078,583 @@ async fn pull_bench(d: &Daemon) {
         mib(peak.load(std::sync::atomic::Ordering::Relaxed))
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+// ---- pod network ----
+
+/// Pods per network driver in the setup/teardown figures (after `NET_WARM` unrecorded ones).
+const NET_ITER: usize = 30;
+const NET_WARM: usize = 2;
+const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
+const CNI_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
+const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
+
+fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("{cmd}: {e}")),
+    }
+}
+
+/// Everything the network part made, for its teardown at the end or from the panic hook:
+/// pinned netns files, the built-in network (bridge, nft table) with the pods set up on it, and
+/// the CNI chain's bridge, pods (DEL from the cache) and portmap's iptables chains.
+#[derive(Default)]
+struct NetTeardown {
+    tmp: PathBuf,
+    netns: Vec<PathBuf>,
+    builtin: Option<peapod::net::NetConfig>,
+    builtin_pods: Vec<String>,
+    cni: Option<peapod::net::cni::CniConfig>,
+    cni_bridge: String,
+    cni_pods: Vec<String>,
+    /// portmap's shared chain existed before: not this run's to remove.
+    dnat_chain_preexisted: bool,
+}
+
+static NET: Mutex<Option<NetTeardown>> = Mutex::new(None);
+
+fn with_net(f: impl FnOnce(&mut NetTeardown)) {
+    if let Some(t) = NET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        f(t);
+    }
+}
+
+fn nat_rules(chain: &str) -> Vec<String> {
+    let (ok, out) = sh("iptables", &["-w", "-t", "nat", "-S", chain]);
+    if !ok {
+        return Vec::new();
+    }
+    out.lines().map(str::to_string).collect()
+}
+
+fn nat_chains() -> std::collections::BTreeSet<String> {
+    let (_, out) = sh("iptables", &["-w", "-t", "nat", "-S"]);
+    out.lines()
+        .filter_map(|l| l.strip_prefix("-N "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// portmap's rules for this run's pods in the shared chain and the per-pod chains they jump to,
+/// then the shared chain itself when this run made it and it is empty (as tests/cni.rs does).
+fn cleanup_portmap(pod_ids: &[String], preexisted: bool) {
+    for id in pod_ids {
+        loop {
+            let (_, out) = sh(
+                "iptables",
+                &["-w", "-t", "nat", "-L", TOP_DNAT, "-n", "--line-numbers"],
+            );
+            let Some(line) = out.lines().find(|l| l.contains(id.as_str())) else {
+                break;
+            };
+            let mut cols = line.split_whitespace();
+            let num = cols.next().unwrap_or("").to_string();
+            let target = cols.next().unwrap_or("").to_string();
+            let (ok, _) = sh("iptables", &["-w", "-t", "nat", "-D", TOP_DNAT, &num]);
+            if target.starts_with("CNI-DN-") {
+                sh("iptables", &["-w", "-t", "nat", "-F", &target]);
+                sh("iptables", &["-w", "-t", "nat", "-X", &target]);
+            }
+            if !ok {
+                break;
+            }
+        }
+    }
+    if !preexisted
+        && nat_chains().contains(TOP_DNAT)
+        && nat_rules(TOP_DNAT).iter().all(|r| r.starts_with("-N "))
+    {
+        for entry in ["PREROUTING", "OUTPUT"] {
+            sh(
+                "iptables",
+                &[
+                    "-w",
+                    "-t",
+                    "nat",
+                    "-D",
+                    entry,
+                    "-m",
+                    "addrtype",
+                    "--dst-type",
+                    "LOCAL",
+                    "-j",
+                    TOP_DNAT,
+                ],
+            );
+        }
+        sh("iptables", &["-w", "-t", "nat", "-X", TOP_DNAT]);
+    }
+}
+
+/// Undoes the network part (once), from a fresh thread: the caller may be inside the bench's
+/// runtime, or panicking.
+fn teardown_net() {
+    let Some(t) = NET.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Some(cfg) = &t.builtin {
+                match peapod::net::BuiltinNetwork::new(cfg.clone()).await {
+                    Ok(n) => {
+                        for p in &t.builtin_pods {
+                            let _ = n.teardown(p, None).await;
+                        }
+                        if let Err(e) = n.remove().await {
+                            eprintln!("removing the bench's network {}: {e}", cfg.bridge);
+                        }
+                    }
+                    Err(e) => eprintln!("removing the bench's network {}: {e}", cfg.bridge),
+                }
+            }
+            if let Some(cfg) = &t.cni {
+                for p in &t.cni_pods {
+                    let _ = peapod::net::cni::CniNetwork::del(cfg, p, None).await;
+                }
+            }
+        });
+        for ns in &t.netns {
+            let _ = nix::mount::umount2(ns, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(ns);
+        }
+        if t.cni.is_some() {
+            if !t.cni_bridge.is_empty() && Path::new("/sys/class/net").join(&t.cni_bridge).exists()
+            {
+                sh("ip", &["link", "del", &t.cni_bridge]);
+            }
+            cleanup_portmap(&t.cni_pods, t.dnat_chain_preexisted);
+        }
+        let _ = std::fs::remove_dir_all(&t.tmp);
+    })
+    .join();
+}
+
+/// A network namespace pinned on `path` (a thread unshares its netns and bind-mounts
+/// /proc/thread-self/ns/net on the file), registered for teardown.
+fn make_netns(path: &Path) -> Result<(), String> {
+    std::fs::write(path, b"").map_err(|e| format!("{}: {e}", path.display()))?;
+    with_net(|t| t.netns.push(path.to_owned()));
+    let p = path.to_owned();
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind-mounting the netns: {e}"))
+    })
+    .join()
+    .map_err(|_| "netns thread panicked".to_string())?
+}
+
+fn drop_netns(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+    with_net(|t| t.netns.retain(|p| p != path));
+}
+
+/// True when `a/la` and `b/lb` overlap.
+fn overlaps(a: std::net::Ipv4Addr, la: u32, b: std::net::Ipv4Addr, lb: u32) -> bool {
+    let m = la.min(lb);
+    if m == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - m);
+    u32::from(a) & mask == u32::from(b) & mask
+}
+
+/// The host's IPv4 route destinations and addresses, as (address, prefix length).
+fn host_prefixes() -> Vec<(std::net::Ipv4Addr, u32)> {
+    let mut out = Vec::new();
+    let (_, routes) = sh("ip", &["-4", "-j", "route", "show", "table", "all"]);
+    for r in serde_json::from_str::<serde_json::Value>(&routes)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+    {
+        let Some(dst) = r["dst"].as_str() else {
+            continue;
+        };
+        if dst == "default" {
+            continue;
+        }
+        let (a, l) = dst.split_once('/').unwrap_or((dst, "32"));
+        if let (Ok(a), Ok(l)) = (a.parse(), l.parse()) {
+            out.push((a, l));
+        }
+    }
+    let (_, addrs) = sh("ip", &["-4", "-j", "addr"]);
+    for link in serde_json::from_str::<serde_json::Value>(&addrs)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+    {
+        for a in link["addr_info"].as_array().cloned().unwrap_or_default() {
+            if let (Some(ip), Some(l)) = (a["local"].as_str(), a["prefixlen"].as_u64()) {
+                if let Ok(ip) = ip.parse() {
+                    out.push((ip, l as u32));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A 10.2xx.y.0/24 that overlaps nothing the host routes or has, nor `also`.
+fn free_subnet(also: &[std::net::Ipv4Addr]) -> Result<std::net::Ipv4Addr, String> {
+    let mut taken = host_prefixes();
+    taken.extend(also.iter().map(|a| (*a, 24)));
+    for _ in 0..200 {
+        let r = hex::decode(peapod::fsutil::new_id()).unwrap();
+        let net = std::net::Ipv4Addr::new(10, 200 + r[0] % 55, r[1], 0);
+        if !taken.iter().any(|(a, l)| overlaps(net, 24, *a, *l)) {
+            return Ok(net);
+        }
+    }
+    Err("no free 10.2xx.y.0/24 subnet".into())
+}
+
+/// Per-pod setup and teardown times of one driver.
+#[derive(Default)]
+struct NetTimes {
+    setup: Vec<Duration>,
+    teardown: Vec<Duration>,
+}
+
+impl NetTimes {
+    fn total(&self) -> Vec<Duration> {
+        self.setup
+            .iter()
+            .zip(&self.teardown)
+            .map(|(a, b)| *a + *b)
+            .collect()
+    }
+}
+
+/// The built-in network on a bridge, /24 and nft table of its own.
+async fn builtin_open(
+    tmp: &Path,
+    tag: &str,
+    subnet: std::net::Ipv4Addr,
+) -> Result<peapod::net::BuiltinNetwork, String> {
+    let mut cfg = peapod::net::NetConfig::new(tmp.join("ipam"));
+    cfg.bridge = format!("ppbench{tag}");
+    cfg.nft_table = format!("ppbench_{tag}");
+    cfg.ipv4_cidr = Some(ipnet::Ipv4Net::new(subnet, 24).map_err(|e| e.to_string())?);
+    cfg.host_forwarding = false;
+    with_net(|t| t.builtin = Some(cfg.clone()));
+    peapod::net::BuiltinNetwork::new(cfg)
+        .await
+        .map_err(|e| format!("opening the built-in network: {e}"))
+}
+
+/// Debian's bridge + host-local + loopback (+ portmap, when iptables' nat table works) chain
+/// on a bridge of its own, through peapod's CNI client.
+fn cni_open(
+    tmp: &Path,
+    tag: &str,
+    subnet: std::net::Ipv4Addr,
+) -> Result<(peapod::net::cni::CniNetwork, bool), String> {
+    let missing: Vec<_> = CNI_PLUGINS
+        .iter()
+        .filter(|p| !Path::new(CNI_PLUGIN_DIR).join(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "CNI plugins {missing:?} missing from {CNI_PLUGIN_DIR} (Debian's \
+             containernetworking-plugins; hack/deps.sh installs it)"
+        ));
+    }
+    let portmap = sh("iptables", &["-w", "-t", "nat", "-S"]).0;
+    let bridge = format!("cnib{tag}");
+    let conf_dir = tmp.join("net.d");
+    std::fs::create_dir_all(&conf_dir).map_err(|e| e.to_string())?;
+    let mut plugins = vec![
+        serde_json::json!({
+            "type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+            "ipam": {"type": "host-local", "dataDir": tmp.join("cni-ipam"),
+                     "ranges": [[{"subnet": format!("{subnet}/24")}]]}
+        }),
+        serde_json::json!({"type": "loopback"}),
+    ];
+    if portmap {
+        plugins.push(serde_json::json!({
+            "type": "portmap", "capabilities": {"portMappings": true}, "snat": false
+        }));
+    }
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0", "name": format!("ppbench-{tag}"), "plugins": plugins
+    });
+    std::fs::write(
+        conf_dir.join("10-ppbench.conflist"),
+        serde_json::to_string_pretty(&conflist).unwrap(),
+    )
+    .map_err(|e| e.to_string())?;
+    let cfg = peapod::net::cni::CniConfig {
+        conf_dir,
+        bin_dirs: vec![PathBuf::from(CNI_PLUGIN_DIR)],
+        cache_dir: tmp.join("cni-cache"),
+        ..peapod::net::cni::CniConfig::default()
+    };
+    with_net(|t| {
+        t.cni = Some(cfg.clone());
+        t.cni_bridge = bridge.clone();
+    });
+    let net = peapod::net::cni::CniNetwork::load(&cfg)
+        .map_err(|e| format!("loading the CNI config: {e}"))?
+        .ok_or("the CNI config was not found")?;
+    Ok((net, portmap))
+}
+
+/// One pod through the built-in network: (setup, teardown).
+async fn builtin_pod(
+    net: &peapod::net::BuiltinNetwork,
+    tmp: &Path,
+    i: usize,
+) -> Result<(Duration, Duration), String> {
+    let id = peapod::fsutil::new_id();
+    let ns = tmp.join(format!("ns-b{i}"));
+    make_netns(&ns)?;
+    with_net(|t| t.builtin_pods.push(id.clone()));
+    let t0 = Instant::now();
+    let r = net.setup(&id, &ns, &[]).await;
+    let setup = t0.elapsed();
+    let r = match r {
+        Ok(_) => {
+            let t0 = Instant::now();
+            net.teardown(&id, None)
+                .await
+                .map(|_| (setup, t0.elapsed()))
+                .map_err(|e| format!("built-in teardown: {e}"))
+        }
+        Err(e) => Err(format!("built-in setup: {e}")),
+    };
+    drop_netns(&ns);
+    if r.is_ok() {
+        with_net(|t| t.builtin_pods.retain(|p| *p != id));
+    }
+    r
+}
+
+/// One pod through the CNI chain: (ADD, DEL).
+async fn cni_pod(
+    net: &peapod::net::cni::CniNetwork,
+    tmp: &Path,
+    i: usize,
+) -> Result<(Duration, Duration), String> {
+    let id = peapod::fsutil::new_id();
+    let pod = peapod::net::cni::PodArgs {
+        id: id.clone(),
+        name: format!("bench-{i}"),
+        namespace: "ppbench".into(),
+        uid: peapod::fsutil::new_id()[..32].into(),
+    };
+    let ns = tmp.join(format!("ns-c{i}"));
+    make_netns(&ns)?;
+    with_net(|t| t.cni_pods.push(id.clone()));
+    let caps = peapod::net::cni::CapabilityArgs::default();
+    let t0 = Instant::now();
+    let r = net.add(&pod, &ns, &caps).await;
+    let add = t0.elapsed();
+    let r = match r {
+        Ok(_) => {
+            let t0 = Instant::now();
+            peapod::net::cni::CniNetwork::del(net.config(), &id, Some(&ns))
+                .await
+                .map(|_| (add, t0.elapsed()))
+                .map_err(|e| format!("CNI DEL: {e}"))
+        }
+        Err(e) => Err(format!("CNI ADD: {e}")),
+    };
+    drop_netns(&ns);
+    r
+}
+
+/// The built-in network and the CNI chain, one pod each in turn.
+async fn net_bench() -> (Result<NetTimes, String>, Result<(NetTimes, bool), String>) {
+    let tag = peapod::fsutil::new_id()[..4].to_string();
+    let tmp = std::env::temp_dir().join(unique("peapod-bench-net"));
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        let e = format!("{}: {e}", tmp.display());
+        return (Err(e.clone()), Err(e));
+    }
+    *NET.lock().unwrap() = Some(NetTeardown {
+        tmp: tmp.clone(),
+        dnat_chain_preexisted: nat_chains().contains(TOP_DNAT),
+        ..Default::default()
+    });
+    let sub_b = free_subnet(&[]);
+    let sub_c = match &sub_b {
+        Ok(b) => free_subnet(&[*b]),
+        Err(e) => Err(e.clone()),
+    };
+    let builtin = match sub_b {
+        Ok(s) => builtin_open(&tmp.join("builtin"), &tag, s).await,
+        Err(e) => Err(e),
+    };
+    let cni = sub_c.and_then(|s| cni_open(&tmp.join("cni"), &tag, s));
+    let mut bt: Result<NetTimes, String> = builtin
+        .as_ref()
+        .map(|_| NetTimes::default())
+        .map_err(Clone::clone);
+    let mut ct: Result<NetTimes, String> = cni
+        .as_ref()
+        .map(|_| NetTimes::default())
+        .map_err(Clone::clone);
+    for i in 0..NET_WARM + NET_ITER {
+        if let (Ok(net), Ok(acc)) = (&builtin, &mut bt) {
+            match builtin_pod(net, &tmp, i).await {
+                Ok((s, t)) if i >= NET_WARM => {
+                    acc.setup.push(s);
+                    acc.teardown.push(t);
+                }
+                Ok(_) => {}
+                Err(e) => bt = Err(format!("pod {i}: {e}")),
+            }
+        }
+        if let (Ok((net, _)), Ok(acc)) = (&cni, &mut ct) {
+            match cni_pod(net, &tmp, i).await {
+                Ok((s, t)) if i >= NET_WARM => {
+                    acc.setup.push(s);
+                    acc.teardown.push(t);
+                }
+                Ok(_) => {}
+                Err(e) => ct = Err(format!("pod {i}: {e}")),
+            }
+        }
+    }
+    let portmap = cni.as_ref().map(|c| c.1).unwrap_or(false);
+    drop(builtin);
+    drop(cni);
+    teardown_net();
+    (bt, ct.map(|t| (t, portmap)))
+}
+
+/// Pod start (RunPodSandbox + Create + Start) on the bench's daemon (its built-in network)
+/// beside a second daemon with `mode = "none"`, alternately.
+async fn start_net_vs_none(d: &Daemon) -> (Vec<Duration>, Vec<Duration>) {
+    let d2 = Daemon::start_with("[network]\nmode = \"none\"\n").await;
+    *PEAPOD_NONET.lock().unwrap() = Some(PeapodTeardown {
+        socket: d2.socket.clone(),
+        base: d2.root.parent().unwrap().to_path_buf(),
+        cgroup_parent: d2.cgroup_parent.clone(),
+        pid: d2.pid().unwrap() as i32,
+        net: None,
+    });
+    let mut rt = d.rt().await;
+    let logs = d.root.join("logs");
+    let mut rt2 = d2.rt().await;
+    let logs2 = d2.root.join("logs");
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..ITER + 2 {
+        let a = timed_pod(&mut rt, &logs, "", 1000 + i).await;
+        let b = timed_pod(&mut rt2, &logs2, "", 1000 + i).await;
+        if i >= 2 {
+            with.push(a);
+            without.push(b);
+        }
+    }
+    drop(rt2);
+    PEAPOD_NONET.lock().unwrap().take();
+    d2.cleanup().await;
+    (with, without)
+}
+
+fn print_net_table(
+    mode: &str,
+    builtin: &Result<NetTimes, String>,
+    cni: &Result<(NetTimes, bool), String>,
+    start: &(Vec<Duration>, Vec<Duration>),
+) {
+    println!(
+        "\npod network: {NET_ITER} pods per driver, one of each in turn, on fresh netns \
+         (no host ports)"
+    );
+    println!("| what | built-in | CNI chain | built-in / CNI |");
+    println!("|---|---|---|---|");
+    let fig = |v: &[Duration]| format!("{} / {}", ms(median(v.to_vec())), ms(pct(v, 90)));
+    let get = |w: usize, t: &NetTimes| match w {
+        0 => t.setup.clone(),
+        1 => t.teardown.clone(),
+        _ => t.total(),
+    };
+    for (w, name) in [
+        "setup (median / p90)",
+        "teardown (median / p90)",
+        "setup + teardown (median / p90)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = builtin
+            .as_ref()
+            .ok()
+            .map(|t| get(w, t))
+            .filter(|v| !v.is_empty());
+        let c = cni
+            .as_ref()
+            .ok()
+            .map(|t| get(w, &t.0))
+            .filter(|v| !v.is_empty());
+        let ratio = match (&b, &c) {
+            (Some(b), Some(c)) => format!(
+                "{:.2}",
+                median(b.clone()).as_secs_f64() / median(c.clone()).as_secs_f64()
+            ),
+            _ => "-".into(),
+        };
+        println!(
+            "| {name} | {} | {} | {ratio} |",
+            b.as_deref().map(fig).unwrap_or("-".into()),
+            c.as_deref().map(fig).unwrap_or("-".into()),
+        );
+    }
+    let (with, without) = start;
+    if !with.is_empty() && !without.is_empty() {
+        let (a, b) = (median(with.clone()), median(without.clone()));
+        println!(
+            "| pod start, network {mode} beside none (median) | {} | {} (none) | {:.2} \
+             (with / without) |",
+            ms(a),
+            ms(b),
+            a.as_secs_f64() / b.as_secs_f64()
+        );
+    }
+    println!(
+        "targets: built-in setup <= 5 ms median; built-in setup + teardown <= 0.15x the CNI \
+         chain's; pod start with the network <= 1.15x without"
+    );
+    if let Ok((_, portmap)) = cni {
+        println!(
+            "CNI chain: bridge + host-local + loopback{} from {CNI_PLUGIN_DIR}, through peapod's \
+             CNI client",
+            if *portmap {
+                " + portmap (snat off)"
+            } else {
+                " (portmap left out: iptables has no usable nat table)"
+            }
+        );
+    }
+    if let Err(e) = builtin {
+        println!("built-in network left out: {e}");
+    }
+    if let Err(e) = cni {
+        println!("CNI chain left out: {e}");
+    }
 }
