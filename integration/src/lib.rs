@@ -861,3 +861,90 @@ impl Daemon {
         out
     }
 }
+
+/// Runs a command to its end: (success, stdout then stderr). A command that cannot start
+/// gives (false, why).
+pub fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("{cmd}: {e}")),
+    }
+}
+
+/// True when the IPv4 networks `a/la` and `b/lb` overlap.
+pub fn ipv4_overlaps(a: std::net::Ipv4Addr, la: u32, b: std::net::Ipv4Addr, lb: u32) -> bool {
+    let m = la.min(lb);
+    if m == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - m);
+    u32::from(a) & mask == u32::from(b) & mask
+}
+
+/// The host's IPv4 route destinations (every table) and addresses, as (address, prefix).
+pub fn host_ipv4_prefixes() -> Vec<(std::net::Ipv4Addr, u32)> {
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let (_, out) = sh("ip", args);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for r in json(&["-4", "-j", "route", "show", "table", "all"]) {
+        let Some(dst) = r["dst"].as_str() else {
+            continue;
+        };
+        if dst == "default" {
+            continue;
+        }
+        let (a, l) = dst.split_once('/').unwrap_or((dst, "32"));
+        if let (Ok(a), Ok(l)) = (a.parse(), l.parse()) {
+            out.push((a, l));
+        }
+    }
+    for link in json(&["-4", "-j", "addr"]) {
+        for a in link["addr_info"].as_array().cloned().unwrap_or_default() {
+            if let (Some(ip), Some(l)) = (a["local"].as_str(), a["prefixlen"].as_u64()) {
+                if let Ok(ip) = ip.parse() {
+                    out.push((ip, l as u32));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A random 10.2xx.y.0/24 that overlaps nothing the host routes or has, nor the /24s in
+/// `also`; None when 200 tries found none.
+pub fn free_ipv4_subnet(also: &[std::net::Ipv4Addr]) -> Option<std::net::Ipv4Addr> {
+    let mut taken = host_ipv4_prefixes();
+    taken.extend(also.iter().map(|a| (*a, 24)));
+    for _ in 0..200 {
+        let id = peapod::fsutil::new_id();
+        let r = [0, 2].map(|i| u8::from_str_radix(&id[i..i + 2], 16).unwrap());
+        let net = std::net::Ipv4Addr::new(10, 200 + r[0] % 55, r[1], 0);
+        if !taken.iter().any(|(a, l)| ipv4_overlaps(net, 24, *a, *l)) {
+            return Some(net);
+        }
+    }
+    None
+}
+
+/// The crictl to test with: $CRICTL, else crictl on PATH (integration/build.rs sets
+/// `cfg(peapod_crictl)` by the same rule).
+pub fn crictl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRICTL") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("crictl"))
+        .find(|p| p.is_file())
+}

@@ -16,12 +16,12 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peapod::net::cni::{
     is_netns, CapabilityArgs, CniConfig, CniNetwork, PodArgs, PortMapping, Protocol,
 };
+use peapod_integration::{free_ipv4_subnet, ipv4_overlaps, sh};
 
 const PLUGIN_DIR: &str = "/usr/lib/cni";
 const PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
@@ -29,20 +29,6 @@ const PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
 /// Printed past the test harness's output capture.
 fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
-fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, format!("{cmd}: {e}")),
-    }
 }
 
 fn random_bytes() -> Vec<u8> {
@@ -207,63 +193,9 @@ impl Drop for Guard {
 }
 
 /// True when `a/la` and `b/lb` overlap.
-fn overlaps(a: Ipv4Addr, la: u32, b: Ipv4Addr, lb: u32) -> bool {
-    let m = la.min(lb);
-    if m == 0 {
-        return true;
-    }
-    let mask = u32::MAX << (32 - m);
-    u32::from(a) & mask == u32::from(b) & mask
-}
-
-/// The host's IPv4 route destinations and addresses, as (address, prefix length).
-fn host_prefixes() -> Vec<(Ipv4Addr, u32)> {
-    let mut out = Vec::new();
-    let (_, routes) = sh("ip", &["-4", "-j", "route", "show", "table", "all"]);
-    for r in serde_json::from_str::<serde_json::Value>(&routes)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-    {
-        let Some(dst) = r["dst"].as_str() else {
-            continue;
-        };
-        if dst == "default" {
-            continue;
-        }
-        let (a, l) = dst.split_once('/').unwrap_or((dst, "32"));
-        if let (Ok(a), Ok(l)) = (a.parse(), l.parse()) {
-            out.push((a, l));
-        }
-    }
-    let (_, addrs) = sh("ip", &["-4", "-j", "addr"]);
-    for link in serde_json::from_str::<serde_json::Value>(&addrs)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-    {
-        for a in link["addr_info"].as_array().cloned().unwrap_or_default() {
-            if let (Some(ip), Some(l)) = (a["local"].as_str(), a["prefixlen"].as_u64()) {
-                if let Ok(ip) = ip.parse() {
-                    out.push((ip, l as u32));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A 10.2xx.y.0/24 that overlaps nothing the host routes or has.
 fn free_subnet() -> Ipv4Addr {
-    let taken = host_prefixes();
-    for _ in 0..200 {
-        let r = random_bytes();
-        let net = Ipv4Addr::new(10, 200 + r[0] % 55, r[1], 0);
-        if !taken.iter().any(|(a, l)| overlaps(net, 24, *a, *l)) {
-            return net;
-        }
-    }
-    panic!("no free 10.2xx.y.0/24 subnet");
+    free_ipv4_subnet(&[]).expect("no free 10.2xx.y.0/24 subnet")
 }
 
 /// A free TCP port for the hostPort.
@@ -469,7 +401,7 @@ async fn bridge_add_check_del_from_the_cache() {
         panic!("{result:?}")
     };
     assert!(
-        overlaps(pod_ip, 32, subnet, 24) && pod_ip != subnet,
+        ipv4_overlaps(pod_ip, 32, subnet, 24) && pod_ip != subnet,
         "{pod_ip} not in {subnet}/24"
     );
     let eth0 = result

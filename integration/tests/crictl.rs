@@ -11,16 +11,6 @@ use std::time::{Duration, Instant};
 
 use peapod_integration::*;
 
-/// $CRICTL, else crictl on PATH.
-fn crictl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CRICTL") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("crictl"))
-        .find(|p| p.is_file())
-}
-
 struct Crictl {
     bin: PathBuf,
     endpoint: String,

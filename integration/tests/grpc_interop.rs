@@ -351,16 +351,6 @@ async fn grpc_go_client_calls_version() {
     d.cleanup().await;
 }
 
-/// $CRICTL, else crictl on PATH.
-fn crictl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CRICTL") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("crictl"))
-        .find(|p| p.is_file())
-}
-
 /// `crictl version` and `crictl pods`, when there is a crictl ($CRICTL or on PATH). Debian has
 /// no crictl package, so where the build saw none (integration/build.rs) the test is ignored.
 #[tokio::test(flavor = "multi_thread")]

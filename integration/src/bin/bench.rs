@@ -2089,20 +2089,6 @@ const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
 const CNI_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
 const TOP_DNAT: &str = "CNI-HOSTPORT-DNAT";
 
-fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) => (false, format!("{cmd}: {e}")),
-    }
-}
-
 /// Everything the network part made, for its teardown at the end or from the panic hook:
 /// pinned netns files, the built-in network (bridge, nft table) with the pods set up on it, and
 /// the CNI chain's bridge, pods (DEL from the cache) and portmap's iptables chains.
@@ -2269,65 +2255,9 @@ fn drop_netns(path: &Path) {
     with_net(|t| t.netns.retain(|p| p != path));
 }
 
-/// True when `a/la` and `b/lb` overlap.
-fn overlaps(a: std::net::Ipv4Addr, la: u32, b: std::net::Ipv4Addr, lb: u32) -> bool {
-    let m = la.min(lb);
-    if m == 0 {
-        return true;
-    }
-    let mask = u32::MAX << (32 - m);
-    u32::from(a) & mask == u32::from(b) & mask
-}
-
-/// The host's IPv4 route destinations and addresses, as (address, prefix length).
-fn host_prefixes() -> Vec<(std::net::Ipv4Addr, u32)> {
-    let mut out = Vec::new();
-    let (_, routes) = sh("ip", &["-4", "-j", "route", "show", "table", "all"]);
-    for r in serde_json::from_str::<serde_json::Value>(&routes)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-    {
-        let Some(dst) = r["dst"].as_str() else {
-            continue;
-        };
-        if dst == "default" {
-            continue;
-        }
-        let (a, l) = dst.split_once('/').unwrap_or((dst, "32"));
-        if let (Ok(a), Ok(l)) = (a.parse(), l.parse()) {
-            out.push((a, l));
-        }
-    }
-    let (_, addrs) = sh("ip", &["-4", "-j", "addr"]);
-    for link in serde_json::from_str::<serde_json::Value>(&addrs)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-    {
-        for a in link["addr_info"].as_array().cloned().unwrap_or_default() {
-            if let (Some(ip), Some(l)) = (a["local"].as_str(), a["prefixlen"].as_u64()) {
-                if let Ok(ip) = ip.parse() {
-                    out.push((ip, l as u32));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A 10.2xx.y.0/24 that overlaps nothing the host routes or has, nor `also`.
 fn free_subnet(also: &[std::net::Ipv4Addr]) -> Result<std::net::Ipv4Addr, String> {
-    let mut taken = host_prefixes();
-    taken.extend(also.iter().map(|a| (*a, 24)));
-    for _ in 0..200 {
-        let r = hex::decode(peapod::fsutil::new_id()).unwrap();
-        let net = std::net::Ipv4Addr::new(10, 200 + r[0] % 55, r[1], 0);
-        if !taken.iter().any(|(a, l)| overlaps(net, 24, *a, *l)) {
-            return Ok(net);
-        }
-    }
-    Err("no free 10.2xx.y.0/24 subnet".into())
+    free_ipv4_subnet(also).ok_or_else(|| "no free 10.2xx.y.0/24 subnet".into())
 }
 
 /// Per-pod setup and teardown times of one driver.
