@@ -35,9 +35,6 @@ const MAX_CLIENTS: usize = 32;
 /// How long the final flush to clients may take once the container ended.
 const FINAL_FLUSH: Duration = Duration::from_secs(1);
 
-/// Longest path that fits in `sockaddr_un.sun_path` with its terminating NUL.
-const SUN_PATH_MAX: usize = 107;
-
 struct Client {
     sock: UnixStream,
     dec: Decoder,
@@ -352,7 +349,7 @@ impl Drop for AttachServer {
 /// Binds `path` (= `dir/attach.sock`); a path too long for a socket address is reached
 /// through `/proc/self/fd/N/` of the directory, which the kernel resolves the same way.
 fn bind_long(dir: &Path, path: &Path) -> io::Result<UnixListener> {
-    if path.as_os_str().len() <= SUN_PATH_MAX {
+    if path.as_os_str().len() <= proto::SUN_PATH_MAX {
         return UnixListener::bind(path);
     }
     let d = std::fs::OpenOptions::new()

@@ -15,6 +15,10 @@
 /// Name of the monitor's attach socket inside the bundle directory.
 pub const SOCKET: &str = "attach.sock";
 
+/// Longest path that fits in `sockaddr_un.sun_path` with its terminating NUL: a longer
+/// `<bundle>/attach.sock` is reached through `/proc/self/fd/N/` of the bundle directory.
+pub const SUN_PATH_MAX: usize = 107;
+
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;

@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 
 use crate::sys;
 
-/// Longest path that fits in `sockaddr_un.sun_path` with its terminating NUL.
-const SUN_PATH_MAX: usize = 107;
-
 /// A listening console socket; removed from the filesystem on drop.
 pub struct ConsoleSocket {
     path: PathBuf,
@@ -63,7 +60,7 @@ impl ConsoleSocket {
 fn socket_path(exit_file: &Path, tmp: &Path, pid: u32) -> PathBuf {
     let mut name = exit_file.as_os_str().to_owned();
     name.push(".console.sock");
-    if name.len() <= SUN_PATH_MAX {
+    if name.len() <= crate::attachproto::SUN_PATH_MAX {
         PathBuf::from(name)
     } else {
         tmp.join(format!("peapod-shim-{pid}.console.sock"))

@@ -136,19 +136,14 @@ impl CriServer {
             info.insert("info".to_string(), v.to_string());
         }
         // kubelet's evented PLEG reads the pod's containers from here.
-        let mut containers: Vec<_> = self
-            .engine
-            .sandbox_containers(&rec.id)
-            .into_iter()
-            .map(|c| (c.record(), c))
-            .collect();
-        containers.sort_by(|a, b| (a.0.created_at, &a.0.id).cmp(&(b.0.created_at, &b.0.id)));
         Ok(Response::new(PodSandboxStatusResponse {
             status: Some(status),
             info,
-            containers_statuses: containers
+            containers_statuses: self
+                .engine
+                .pod_containers(&rec.id)
                 .iter()
-                .map(|(rec, c)| super::container::container_status(&c.config, rec))
+                .map(|(c, rec)| super::container::container_status(&c.config, rec))
                 .collect(),
             timestamp: crate::pod::proc::now_ns(),
         }))

@@ -23,9 +23,6 @@ use super::exec::ExecIo;
 use super::record::ContainerState;
 use super::{Engine, EngineError, Result};
 
-/// Longest path that fits in `sockaddr_un.sun_path` with its terminating NUL.
-const SUN_PATH_MAX: usize = 107;
-
 impl Engine {
     /// Attaches `io` to container `id`'s main process until the container exits (its output
     /// drained) or the future is dropped. stdin goes to the container only if it was created
@@ -59,7 +56,7 @@ impl Engine {
 /// `/proc/self/fd/N/` of the directory.
 async fn connect(dir: &Path) -> io::Result<UnixStream> {
     let path = dir.join(proto::SOCKET);
-    if path.as_os_str().len() <= SUN_PATH_MAX {
+    if path.as_os_str().len() <= proto::SUN_PATH_MAX {
         return UnixStream::connect(&path).await;
     }
     let d = std::fs::File::open(dir)?;

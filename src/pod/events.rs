@@ -291,15 +291,7 @@ impl Engine {
     ) {
         self.events.bus.publish_with(|| {
             let id = sb.id();
-            let mut containers: Vec<(Arc<Container>, ContainerRecord)> = self
-                .sandbox_containers(&id)
-                .into_iter()
-                .map(|c| {
-                    let r = c.record();
-                    (c, r)
-                })
-                .collect();
-            containers.sort_by(|a, b| (a.1.created_at, &a.1.id).cmp(&(b.1.created_at, &b.1.id)));
+            let containers = self.pod_containers(&id);
             ContainerEvent {
                 kind,
                 container_id: id.clone(),
@@ -328,19 +320,12 @@ impl Engine {
             .unwrap()
             .get(sandbox_id)
             .map(|sb| (sb.clone(), sb.record()));
-        let mut containers: Vec<(Arc<Container>, ContainerRecord)> = self
-            .sandbox_containers(sandbox_id)
-            .into_iter()
-            .map(|o| {
-                let r = o.record();
-                (o, r)
-            })
-            .filter(|(_, r)| r.id != container_id)
-            .collect();
+        let mut containers = self.pod_containers(sandbox_id);
+        containers.retain(|(_, r)| r.id != container_id);
         if kind != ContainerEventKind::Deleted {
             containers.push((c.clone(), c.record()));
+            super::sort_by_creation(&mut containers);
         }
-        containers.sort_by(|a, b| (a.1.created_at, &a.1.id).cmp(&(b.1.created_at, &b.1.id)));
         PodSnapshot {
             sandbox,
             containers,

@@ -103,6 +103,11 @@ impl Paths {
     }
 }
 
+/// Oldest first: by creation time, then ID.
+fn sort_by_creation(v: &mut [(Arc<Container>, ContainerRecord)]) {
+    v.sort_by(|a, b| (a.1.created_at, &a.1.id).cmp(&(b.1.created_at, &b.1.id)));
+}
+
 pub struct Engine {
     pub cfg: Arc<Config>,
     pub paths: Paths,
@@ -225,7 +230,22 @@ impl Engine {
         used
     }
 
-    pub fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+    /// The containers of sandbox `sandbox_id` with their records as they are now, oldest
+    /// first (by creation time, then ID).
+    pub fn pod_containers(&self, sandbox_id: &str) -> Vec<(Arc<Container>, ContainerRecord)> {
+        let mut v: Vec<_> = self
+            .sandbox_containers(sandbox_id)
+            .into_iter()
+            .map(|c| {
+                let r = c.record();
+                (c, r)
+            })
+            .collect();
+        sort_by_creation(&mut v);
+        v
+    }
+
+    fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
         self.containers
             .read()
             .unwrap()

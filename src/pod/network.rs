@@ -10,7 +10,7 @@
 //! network is always `teardown(id)`, which succeeds for a network never or half made.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::{info, warn};
 
@@ -239,11 +239,6 @@ impl PodNetworks {
                 .map_err(|e| NetworkError::Invalid(e.to_string())),
             _ => Ok(()),
         }
-    }
-
-    /// The CNI cache directory (for the orphan sweep and tests).
-    pub fn cni_cache_dir(&self) -> PathBuf {
-        self.cni.cache_dir.clone()
     }
 }
 

@@ -449,7 +449,8 @@ impl Engine {
         }
         failpoint::hit("sandbox.stopping");
         let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
-        if !rec.ips.is_empty() || !rec.network.is_empty() {
+        // A pod with addresses always names its driver.
+        if !rec.network.is_empty() {
             // Before the namespace goes: CNI plugins and the built-in driver get it by path.
             self.net
                 .teardown(&rec.network, &id, Some(&ns_dir.join("net")))
