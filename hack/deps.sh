@@ -14,6 +14,8 @@
 #   containernetworking-plugins  the reference CNI plugins (bridge, host-local, loopback,
 #                   portmap; in /usr/lib/cni) for the CNI client test
 #   iptables        what portmap drives (a dependency of the plugins; the test reads it too)
+#   nftables        nft, with which tests read peapod's table (peapod itself speaks nf_tables
+#                   over netlink and needs no nft)
 set -euo pipefail
 need=()
 command -v runc >/dev/null || need+=(runc)
@@ -33,6 +35,7 @@ for p in bridge host-local loopback portmap; do
   [ -x "/usr/lib/cni/$p" ] || { need+=(containernetworking-plugins); break; }
 done
 command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || need+=(iptables)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "hack/deps.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -829,6 +829,21 @@ impl Daemon {
                 )
             }));
         }
+        // Pod rules (DNAT, hairpin) in this daemon's nftables table: each names its pod in a
+        // comment "peapod <id> ...".
+        if self.net.mode == "builtin" {
+            let (_, text) = sh("nft", &["list", "table", "inet", &self.net.table]);
+            if text.starts_with("nft: ") {
+                out.push(format!(
+                    "nft rules not checked ({text}); hack/deps.sh installs nft"
+                ));
+            }
+            out.extend(
+                text.lines()
+                    .filter(|l| l.contains("comment \"peapod "))
+                    .map(|l| format!("nft rule in {}: {}", self.net.table, l.trim())),
+            );
+        }
         for dir in [self.root.join("net/ipam"), self.root.join("cni")] {
             if let Ok(it) = std::fs::read_dir(&dir) {
                 out.extend(

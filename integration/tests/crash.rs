@@ -12,6 +12,7 @@
 //!   ready; at the end everything is removed through the API and nothing may be left.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peapod::api::*;
@@ -309,6 +310,72 @@ async fn kill_while_starting_stopping_and_removing() {
         remove_everything(&mut rt).await;
         assert_clean(&d, &format!("after removing the pod of step {step}"));
     }
+    d.cleanup().await;
+}
+
+/// StopPodSandbox answers before the built-in network has deleted the pod's veth and freed
+/// its address. A kill -9 in between leaves an address of a pod that no longer holds a
+/// network: the restarted daemon frees it (and would delete the veth) before serving, with
+/// the pod not yet removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_during_the_network_release_after_stop() {
+    if !require_root() {
+        return;
+    }
+    let mut d = Daemon::start().await;
+    if d.net.mode != "builtin" {
+        println!("skipped: the daemon runs no built-in network (PEAPOD_IT_NETWORK)");
+        d.cleanup().await;
+        return;
+    }
+    let [step] = failpoint::BACKGROUND else {
+        panic!("one background step expected")
+    };
+    let logs = d.root.parent().unwrap().join("logs");
+    let cfg = pod_config("fp-release", &logs);
+    let mut rt = d.rt().await;
+    let pod = run_sandbox(&mut rt, &cfg).await.expect("RunPodSandbox");
+    let ip = sandbox_status(&mut rt, &pod)
+        .await
+        .network
+        .unwrap_or_default()
+        .ip;
+    assert!(!ip.is_empty(), "the pod has no address");
+    let ip_file = d.root.join("net/ipam").join(&ip);
+    let veth = Path::new("/sys/class/net").join(peapod::net::host_veth_name(&pod));
+    assert!(ip_file.exists() && veth.exists());
+    restart(&mut d, Some(step)).await;
+    let mut rt = d.rt().await;
+    let stopped = rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await;
+    expect_crash_and_restart(&mut d, step).await;
+    let mut rt = d.rt().await;
+    if let Err(e) = stopped {
+        // The kill came first (the veth deletion outran the answer): Stop is retried.
+        println!("StopPodSandbox was not answered ({e}); retrying it");
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("retried StopPodSandbox");
+        // Its release runs in the background again.
+        let t0 = Instant::now();
+        while ip_file.exists() && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert!(!veth.exists(), "{} outlived the stop", veth.display());
+    assert!(
+        !ip_file.exists(),
+        "the stopped pod's address {ip} is still allocated after the restart"
+    );
+    let s = sandbox_status(&mut rt, &pod).await;
+    assert_eq!(s.state, PodSandboxState::SandboxNotready as i32);
+    remove_everything(&mut rt).await;
+    assert_clean(&d, "after removing the pod");
     d.cleanup().await;
 }
 

@@ -170,7 +170,8 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
     assert_eq!(fetch(&format!("{ip_d}:8080")).trim(), "hello-from-net-d");
     assert_eq!(pod_ip(&mut rt, &pod_a).await, ip_a);
 
-    // Stopping a pod releases its address and its veth.
+    // Stopping a pod disconnects it at once and releases its veth, then its address, in
+    // the background: both are gone shortly after, the veth first.
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod_b.clone(),
     })
@@ -178,14 +179,21 @@ async fn pods_get_addresses_reach_each_other_and_keep_them_across_a_restart() {
     .unwrap();
     let st = sandbox_status(&mut rt, &pod_b).await;
     assert_eq!(st.network.unwrap_or_default().ip, "");
-    assert!(
-        !d.root.join("net/ipam").join(ip_b.to_string()).exists(),
-        "the stopped pod's address is still allocated"
-    );
     let veth = peapod::net::host_veth_name(&pod_b);
+    let ip_file = d.root.join("net/ipam").join(ip_b.to_string());
+    let veth_path = std::path::Path::new("/sys/class/net").join(&veth);
+    let t0 = std::time::Instant::now();
+    while (ip_file.exists() || veth_path.exists()) && t0.elapsed() < Duration::from_secs(5) {
+        assert!(
+            ip_file.exists() || !veth_path.exists(),
+            "the address of {veth} was freed while the veth was still there"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(!veth_path.exists(), "{veth} outlived its pod by 5 s");
     assert!(
-        !std::path::Path::new("/sys/class/net").join(&veth).exists(),
-        "{veth} outlived its pod"
+        !ip_file.exists(),
+        "the stopped pod's address is still allocated after 5 s"
     );
 
     // Status says the network is ready.

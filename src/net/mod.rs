@@ -31,12 +31,12 @@ mod netlink;
 mod nft;
 mod ports;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sha2::Digest;
@@ -159,6 +159,30 @@ struct Inner {
     nf: Mutex<NlSocket>,
     ipam: ipam::Ipam,
     nft: Nft,
+    /// Pods whose veth and addresses [`BuiltinNetwork::disconnect`] is releasing in the
+    /// background; each entry is flagged done (and removed) when that ends.
+    releasing: Mutex<HashMap<String, Arc<Release>>>,
+}
+
+/// A background release's completion.
+#[derive(Default)]
+struct Release {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Release {
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap();
+        while !*done {
+            done = self.cv.wait(done).unwrap();
+        }
+    }
+
+    fn finish(&self) {
+        *self.done.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
 }
 
 /// The host veth of a pod: `pp` and the first 13 hex digits of its ID (a 64-hex CRI ID), or
@@ -304,13 +328,46 @@ impl BuiltinNetwork {
         blocking(move || inner.setup(&pod, &netns, &ports)).await
     }
 
-    /// Disconnects a pod: its DNAT rules, its veth pair and its addresses. Idempotent, and
-    /// any part may already be gone (a half-made setup, a crash). `netns`, when still there,
-    /// is only used if the host end of the pair has vanished.
+    /// Disconnects a pod: its DNAT rules, its veth pair and its addresses, all before it
+    /// returns (after any background release of the pod's, which it waits for). Idempotent,
+    /// and any part may already be gone (a half-made setup, a crash). `netns`, when still
+    /// there, is only used if the host end of the pair has vanished.
     pub async fn teardown(&self, pod_id: &str, netns: Option<&Path>) -> Result<(), NetError> {
         let inner = self.inner.clone();
         let (pod, netns) = (pod_id.to_string(), netns.map(Path::to_owned));
         blocking(move || inner.teardown(&pod, netns.as_deref())).await
+    }
+
+    /// Disconnects a pod as StopPodSandbox needs it: its DNAT rules go before this returns,
+    /// so no traffic reaches it; its veth pair and then its addresses are released in the
+    /// background. Deleting a veth waits out RCU grace periods in the kernel (15-35 ms here,
+    /// against well under a millisecond for everything else), and nothing a client does
+    /// next needs it gone: the addresses stay allocated until the veth is, so no new pod can
+    /// get one that is still on a link. [`BuiltinNetwork::teardown`] waits for the release;
+    /// a crash before it ends leaves a veth and addresses of a pod that no longer holds a
+    /// network, which [`BuiltinNetwork::reconcile`] frees at start-up.
+    pub async fn disconnect(&self, pod_id: &str, netns: Option<&Path>) -> Result<(), NetError> {
+        let inner = self.inner.clone();
+        let (pod, netns) = (pod_id.to_string(), netns.map(Path::to_owned));
+        let release = blocking({
+            let inner = inner.clone();
+            let pod = pod.clone();
+            move || inner.disconnect(&pod)
+        })
+        .await?;
+        if let Some(release) = release {
+            tokio::task::spawn_blocking(move || {
+                let r = NlSocket::open(NETLINK_ROUTE)
+                    .map_err(NetError::netlink("opening rtnetlink"))
+                    .and_then(|mut rt| inner.release(&pod, netns.as_deref(), &mut rt));
+                if let Err(e) = r {
+                    tracing::warn!(sandbox_id = %pod, error = %e, "releasing the pod's veth and addresses");
+                }
+                inner.releasing.lock().unwrap().remove(&pod);
+                release.finish();
+            });
+        }
+        Ok(())
     }
 
     /// At daemon start, with the pods that are alive and their port mappings: frees the
@@ -428,6 +485,7 @@ impl Inner {
                 table: cfg.nft_table.clone(),
                 bridge: cfg.bridge.clone(),
             },
+            releasing: Mutex::new(HashMap::new()),
         };
         let ranges = *inner.ranges.read().unwrap();
         inner.bridge_index(&ranges)?;
@@ -807,19 +865,49 @@ impl Inner {
             .map_err(|(op, e)| NetError::Netlink { op, source: e })
     }
 
+    /// Everything of `pod`'s network, now.
     fn teardown(&self, pod: &str, netns: Option<&Path>) -> Result<(), NetError> {
+        self.wait_released(pod);
+        let rules = self.remove_port_rules(pod);
+        let mut rt = self.rt.lock().unwrap();
+        let released = self.release(pod, netns, &mut rt);
+        rules.and(released)
+    }
+
+    /// The synchronous part of a disconnect: the pod's rules removed, its release registered.
+    /// None when a release of the pod is already under way.
+    fn disconnect(&self, pod: &str) -> Result<Option<Arc<Release>>, NetError> {
+        self.remove_port_rules(pod)?;
+        let mut releasing = self.releasing.lock().unwrap();
+        if releasing.contains_key(pod) {
+            return Ok(None);
+        }
+        let r = Arc::new(Release::default());
+        releasing.insert(pod.to_string(), r.clone());
+        Ok(Some(r))
+    }
+
+    fn wait_released(&self, pod: &str) {
+        let pending = self.releasing.lock().unwrap().get(pod).cloned();
+        if let Some(r) = pending {
+            r.wait();
+        }
+    }
+
+    /// Deletes the pod's veth pair, then frees its addresses (also when the deletion failed:
+    /// the error is returned, and the pair, if still there, is a stale veth that start-up
+    /// deletes).
+    fn release(&self, pod: &str, netns: Option<&Path>, rt: &mut NlSocket) -> Result<(), NetError> {
         let mut first: Option<NetError> = None;
         let mut keep = |r: Result<(), NetError>| {
             if let Err(e) = r {
                 first.get_or_insert(e);
             }
         };
-        keep(self.remove_port_rules(pod));
         let veth = host_veth_name(pod);
         let gone = {
-            let mut rt = self.rt.lock().unwrap();
             let mut b = Batch::default();
-            link::push_del_link(&mut b, &mut rt, &veth);
+            link::push_del_link(&mut b, rt, &veth);
             match rt.exchange(b).map(|mut r| r.pop().unwrap()) {
                 Ok(Ok(_)) => false,
                 Ok(Err(e)) if e.is(libc::ENODEV) => true,
@@ -829,21 +917,34 @@ impl Inner {
                 }
             }
         };
+        crate::failpoint::hit("net.veth_deleted");
         if gone {
             if let Some(ns) = netns.filter(|p| p.exists()) {
-                keep(in_netns(ns, || {
-                    let mut rt = NlSocket::open(NETLINK_ROUTE)
-                        .map_err(NetError::netlink("opening rtnetlink in the pod"))?;
-                    let mut b = Batch::default();
-                    link::push_del_link(&mut b, &mut rt, POD_INTERFACE);
-                    match rt.exchange(b).map(|mut r| r.pop().unwrap()) {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) if e.is(libc::ENODEV) => Ok(()),
-                        Ok(Err(e)) | Err(e) => Err(NetError::netlink(format!(
-                            "deleting {POD_INTERFACE} in the pod"
-                        ))(e)),
-                    }
-                }));
+                keep(
+                    in_netns(ns, || {
+                        let mut rt = NlSocket::open(NETLINK_ROUTE)
+                            .map_err(NetError::netlink("opening rtnetlink in the pod"))?;
+                        let mut b = Batch::default();
+                        link::push_del_link(&mut b, &mut rt, POD_INTERFACE);
+                        match rt.exchange(b).map(|mut r| r.pop().unwrap()) {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) if e.is(libc::ENODEV) => Ok(()),
+                            Ok(Err(e)) | Err(e) => Err(NetError::netlink(format!(
+                                "deleting {POD_INTERFACE} in the pod"
+                            ))(e)),
+                        }
+                    })
+                    // Unpinned meanwhile (a background release races the sandbox's unpinning):
+                    // the namespace and whatever was in it are gone with it.
+                    .or_else(|e| match e {
+                        NetError::Netns { ref source, .. }
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            Ok(())
+                        }
+                        e => Err(e),
+                    }),
+                );
             }
         }
         keep(self.ipam.release(pod));

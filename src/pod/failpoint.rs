@@ -38,4 +38,9 @@ pub const OTHER: &[&str] = &[
     "sandbox.removing",  // the containers are removed; cgroups and dirs are still there
 ];
 
+/// Steps that run after the client has been answered.
+pub const BACKGROUND: &[&str] = &[
+    "net.veth_deleted", // built-in network, after StopPodSandbox: the veth is gone, the addresses not yet
+];
+
 pub use crate::failpoint::hit;

@@ -1,7 +1,8 @@
 //! The pod network as the engine uses it: one driver chosen at start-up (`[network] mode`:
 //! the built-in bridge of `crate::net`, CNI plugins, or loopback only), set up in
-//! RunPodSandbox once the pod's network namespace is pinned, torn down in StopPodSandbox,
-//! and reconciled at start-up.
+//! RunPodSandbox once the pod's network namespace is pinned, disconnected in StopPodSandbox
+//! (the built-in driver's veth deletion finishing in the background), torn down for good in
+//! RemovePodSandbox, and reconciled at start-up.
 //!
 //! Crash consistency needs no state of its own here: everything a pod's network consists of
 //! is found again from the sandbox ID (the built-in driver's veth name, address files and rule
@@ -208,6 +209,24 @@ impl PodNetworks {
                 Ok(())
             }
             (other, _) => Err(err(format!("unknown network driver {other:?}"))),
+        }
+    }
+
+    /// Disconnects pod `id` for StopPodSandbox: as `teardown`, except that the built-in
+    /// driver deletes the veth pair and frees the addresses in the background (see
+    /// `BuiltinNetwork::disconnect`); a `teardown` later waits for that.
+    pub async fn disconnect(
+        &self,
+        driver: &str,
+        id: &str,
+        netns: Option<&Path>,
+    ) -> Result<(), NetworkError> {
+        match (driver, &self.driver) {
+            (BUILTIN, Driver::Builtin(n)) => n
+                .disconnect(id, netns)
+                .await
+                .map_err(|e| NetworkError::Teardown(e.to_string())),
+            _ => self.teardown(driver, id, netns).await,
         }
     }
 

@@ -453,7 +453,7 @@ impl Engine {
         if !rec.network.is_empty() {
             // Before the namespace goes: CNI plugins and the built-in driver get it by path.
             self.net
-                .teardown(&rec.network, &id, Some(&ns_dir.join("net")))
+                .disconnect(&rec.network, &id, Some(&ns_dir.join("net")))
                 .await?;
             record::update(&sb.rec, &self.paths.sandbox_dir(&id), |r| {
                 let had = !r.ips.is_empty();
@@ -504,6 +504,9 @@ impl Engine {
         self.stop_sandbox(id).await?;
         let _op = sb.op.lock().await;
         let rec = sb.record();
+        // Stop only disconnected the network: what it left to finish in the background is
+        // done before the pod is reported removed.
+        self.net.teardown(&rec.network, &rec.id, None).await?;
         for c in self.sandbox_containers(&rec.id) {
             self.remove_container(&c.record().id).await?;
         }

@@ -308,6 +308,8 @@ struct CtrdTeardown {
     /// (shim sockets in /run/containerd/s, libcni's result cache in /var/lib/cni), with whether
     /// each existed before: those that did not are removed again when empty.
     host_dirs: Vec<(PathBuf, bool)>,
+    /// The CNI chain's bridge, once the network part has made it.
+    bridge: Option<String>,
 }
 
 static CTRD: Mutex<Option<CtrdTeardown>> = Mutex::new(None);
@@ -461,6 +463,7 @@ impl Ctrd {
             cgroup_parent: c.cgroup_parent.clone(),
             pid: None,
             host_dirs,
+            bridge: None,
         });
         match c.setup().await {
             Ok(()) => Ok(c),
@@ -834,7 +837,12 @@ fn teardown_ctrd() {
             let _ = std::fs::remove_dir(d);
         }
     }
-    // 7. Its temp dir.
+    // 7. The CNI chain's bridge (its pods' veths went with their netns), and its temp dir.
+    if let Some(b) = t.bridge.as_deref() {
+        if Path::new("/sys/class/net").join(b).exists() {
+            sh("ip", &["link", "del", b]);
+        }
+    }
     let _ = std::fs::remove_dir_all(&t.dir);
     // Say what could not be undone.
     let mut left = Vec::new();
@@ -851,6 +859,11 @@ fn teardown_ctrd() {
     );
     if t.dir.exists() {
         left.push(format!("dir {}", t.dir.display()));
+    }
+    if let Some(b) = t.bridge.as_deref() {
+        if Path::new("/sys/class/net").join(b).exists() {
+            left.push(format!("bridge {b}"));
+        }
     }
     if !left.is_empty() {
         eprintln!("containerd teardown left behind: {left:#?}");
@@ -1685,9 +1698,32 @@ async fn main() {
     pods.extend(start_pods(&mut rt, &logs, "", 200, 80).await);
     let list = list_latency(&mut rt, 100).await;
     let with100 = mem_kib(daemon_pid).0;
+    // Then at SCALE_PODS: memory, List, and pod start beside the bare runtime at that count.
+    pods.extend(start_pods(&mut rt, &logs, "", 400, SCALE_PODS - 100).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_scale = mem_kib(daemon_pid).0;
+    let list_scale = list_latency(&mut rt, SCALE_PODS).await;
+    let mut lat_scale = Vec::new();
+    for i in 0..ITER + 2 {
+        let took = timed_pod(&mut rt, &logs, "", 3000 + i).await;
+        if i >= 2 {
+            lat_scale.push(took);
+        }
+    }
+    let bare_scale = median(bare.start_latency());
+    let mounts_scale = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
     for (pod, _) in pods {
         remove_pod(&mut rt, pod).await;
     }
+    let scale = Scale {
+        lat: lat_scale,
+        bare: bare_scale,
+        rss: rss_scale,
+        list: list_scale,
+        mounts: mounts_scale,
+    };
     let peapod = Figures {
         lat,
         idle,
@@ -1749,6 +1785,10 @@ async fn main() {
         Some(Err(e)) => Some(Err(e)),
         None => None,
     };
+    let ctrd_net = match ctrd_rt.as_mut() {
+        Some((c, crt, _, clogs)) => Some(ctrd_net_bench(c, crt, clogs).await),
+        None => None,
+    };
     let version = ctrd.as_ref().map(|c| c.version.clone());
     drop(ctrd_rt);
     drop(ctrd);
@@ -1760,11 +1800,12 @@ async fn main() {
     pexec.remove().await;
 
     print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
+    print_scale_table(&peapod, bare_med, &scale);
     print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
     pull_bench(&d).await;
     let (builtin, cni) = net_bench().await;
     let start = start_net_vs_none(&d).await;
-    print_net_table(&d.net.mode, &builtin, &cni, &start);
+    print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
@@ -1927,6 +1968,70 @@ fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med
             println!("| {what} | {a} |");
         }
     }
+}
+
+/// Running pods in the scale figures.
+const SCALE_PODS: usize = 250;
+
+/// peapod with `SCALE_PODS` pods running.
+struct Scale {
+    /// Pod starts (RunPodSandbox+Create+Start) with that many running.
+    lat: Vec<Duration>,
+    /// The bare runtime's create+start median at the same count.
+    bare: Duration,
+    rss: u64,
+    list: Duration,
+    /// The host's mount count then (the runtime's own cost grows with it).
+    mounts: usize,
+}
+
+/// peapod's own share of a pod start, with no pods and with `SCALE_PODS` running, each beside
+/// the bare runtime measured at the same count; memory and List there.
+fn print_scale_table(p: &Figures, bare_med: Duration, s: &Scale) {
+    let (a0, a1) = (median(p.lat.clone()), median(s.lat.clone()));
+    let (o0, o1) = (a0.saturating_sub(bare_med), a1.saturating_sub(s.bare));
+    let r = |a: Duration, b: Duration| {
+        if b.is_zero() {
+            "-".into()
+        } else {
+            format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+        }
+    };
+    println!(
+        "\npeapod at {SCALE_PODS} running pods (built-in network, busybox `sleep 3000`; \
+         {} mounts on the host then), beside no pods running",
+        s.mounts
+    );
+    println!("| what | no pods | {SCALE_PODS} pods | {SCALE_PODS} / none |");
+    println!("|---|---|---|---|");
+    println!(
+        "| RunPodSandbox+Create+Start, median | {} | {} | {} |",
+        ms(a0),
+        ms(a1),
+        r(a1, a0)
+    );
+    println!(
+        "| bare runc create+start at the same count, median | {} | {} | {} |",
+        ms(bare_med),
+        ms(s.bare),
+        r(s.bare, bare_med)
+    );
+    println!(
+        "| peapod's own share (the difference) | {} | {} | {} |",
+        ms(o0),
+        ms(o1),
+        r(o1, o0)
+    );
+    println!("| daemon RSS | {} (idle) | {} | |", mib(p.idle), mib(s.rss));
+    println!(
+        "| ListPodSandbox+ListContainers, median | {} (100 pods) | {} | |",
+        ms(p.list),
+        ms(s.list)
+    );
+    println!(
+        "targets: own share at {SCALE_PODS} pods <= 1.2x that with none; daemon RSS <= 12 MiB \
+         and List <= 1 ms (0.5 ms) at {SCALE_PODS} pods"
+    );
 }
 
 /// Writes `data` as a blob of an OCI layout; returns its digest.
@@ -2264,7 +2369,11 @@ fn free_subnet(also: &[std::net::Ipv4Addr]) -> Result<std::net::Ipv4Addr, String
 #[derive(Default)]
 struct NetTimes {
     setup: Vec<Duration>,
+    /// What StopPodSandbox waits for.
     teardown: Vec<Duration>,
+    /// The built-in driver's veth deletion and address release, after StopPodSandbox has
+    /// answered (empty for CNI, whose DEL does everything before it returns).
+    release: Vec<Duration>,
 }
 
 impl NetTimes {
@@ -2294,6 +2403,33 @@ async fn builtin_open(
         .map_err(|e| format!("opening the built-in network: {e}"))
 }
 
+/// The CNI chain both runtimes are measured on: Debian's bridge (no gateway, no masquerade)
+/// with host-local addresses from `subnet`/24, loopback, and portmap when iptables has a nat
+/// table.
+fn chain_conflist(
+    name: &str,
+    bridge: &str,
+    ipam_dir: &Path,
+    subnet: std::net::Ipv4Addr,
+    portmap: bool,
+) -> String {
+    let mut plugins = vec![
+        serde_json::json!({
+            "type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+            "ipam": {"type": "host-local", "dataDir": ipam_dir,
+                     "ranges": [[{"subnet": format!("{subnet}/24")}]]}
+        }),
+        serde_json::json!({"type": "loopback"}),
+    ];
+    if portmap {
+        plugins.push(serde_json::json!({
+            "type": "portmap", "capabilities": {"portMappings": true}, "snat": false
+        }));
+    }
+    let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+    serde_json::to_string_pretty(&conflist).unwrap()
+}
+
 /// Debian's bridge + host-local + loopback (+ portmap, when iptables' nat table works) chain
 /// on a bridge of its own, through peapod's CNI client.
 fn cni_open(
@@ -2315,27 +2451,14 @@ fn cni_open(
     let bridge = format!("cnib{tag}");
     let conf_dir = tmp.join("net.d");
     std::fs::create_dir_all(&conf_dir).map_err(|e| e.to_string())?;
-    let mut plugins = vec![
-        serde_json::json!({
-            "type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
-            "ipam": {"type": "host-local", "dataDir": tmp.join("cni-ipam"),
-                     "ranges": [[{"subnet": format!("{subnet}/24")}]]}
-        }),
-        serde_json::json!({"type": "loopback"}),
-    ];
-    if portmap {
-        plugins.push(serde_json::json!({
-            "type": "portmap", "capabilities": {"portMappings": true}, "snat": false
-        }));
-    }
-    let conflist = serde_json::json!({
-        "cniVersion": "1.0.0", "name": format!("ppbench-{tag}"), "plugins": plugins
-    });
-    std::fs::write(
-        conf_dir.join("10-ppbench.conflist"),
-        serde_json::to_string_pretty(&conflist).unwrap(),
-    )
-    .map_err(|e| e.to_string())?;
+    let conflist = chain_conflist(
+        &format!("ppbench-{tag}"),
+        &bridge,
+        &tmp.join("cni-ipam"),
+        subnet,
+        portmap,
+    );
+    std::fs::write(conf_dir.join("10-ppbench.conflist"), conflist).map_err(|e| e.to_string())?;
     let cfg = peapod::net::cni::CniConfig {
         conf_dir,
         bin_dirs: vec![PathBuf::from(CNI_PLUGIN_DIR)],
@@ -2352,12 +2475,13 @@ fn cni_open(
     Ok((net, portmap))
 }
 
-/// One pod through the built-in network: (setup, teardown).
+/// One pod through the built-in network: (setup, teardown as StopPodSandbox waits for it,
+/// the background release after it).
 async fn builtin_pod(
     net: &peapod::net::BuiltinNetwork,
     tmp: &Path,
     i: usize,
-) -> Result<(Duration, Duration), String> {
+) -> Result<(Duration, Duration, Duration), String> {
     let id = peapod::fsutil::new_id();
     let ns = tmp.join(format!("ns-b{i}"));
     make_netns(&ns)?;
@@ -2367,11 +2491,20 @@ async fn builtin_pod(
     let setup = t0.elapsed();
     let r = match r {
         Ok(_) => {
+            // As StopPodSandbox: disconnect, then (as RemovePodSandbox) wait for the veth
+            // deletion and address release it leaves to the background.
             let t0 = Instant::now();
-            net.teardown(&id, None)
-                .await
-                .map(|_| (setup, t0.elapsed()))
-                .map_err(|e| format!("built-in teardown: {e}"))
+            match net.disconnect(&id, Some(&ns)).await {
+                Ok(()) => {
+                    let teardown = t0.elapsed();
+                    let t1 = Instant::now();
+                    net.teardown(&id, None)
+                        .await
+                        .map(|_| (setup, teardown, t1.elapsed()))
+                        .map_err(|e| format!("built-in release: {e}"))
+                }
+                Err(e) => Err(format!("built-in disconnect: {e}")),
+            }
         }
         Err(e) => Err(format!("built-in setup: {e}")),
     };
@@ -2450,9 +2583,10 @@ async fn net_bench() -> (Result<NetTimes, String>, Result<(NetTimes, bool), Stri
     for i in 0..NET_WARM + NET_ITER {
         if let (Ok(net), Ok(acc)) = (&builtin, &mut bt) {
             match builtin_pod(net, &tmp, i).await {
-                Ok((s, t)) if i >= NET_WARM => {
+                Ok((s, t, r)) if i >= NET_WARM => {
                     acc.setup.push(s);
                     acc.teardown.push(t);
+                    acc.release.push(r);
                 }
                 Ok(_) => {}
                 Err(e) => bt = Err(format!("pod {i}: {e}")),
@@ -2474,6 +2608,153 @@ async fn net_bench() -> (Result<NetTimes, String>, Result<(NetTimes, bool), Stri
     drop(cni);
     teardown_net();
     (bt, ct.map(|t| (t, portmap)))
+}
+
+/// containerd's RunPodSandbox and StopPodSandbox of a lone sandbox, each timed: on its
+/// loopback-only network, then on the CNI chain. The network's share of each is the
+/// difference of the medians (containerd does not time its CNI calls apart).
+#[derive(Default)]
+struct CtrdNet {
+    lo_run: Vec<Duration>,
+    lo_stop: Vec<Duration>,
+    chain_run: Vec<Duration>,
+    chain_stop: Vec<Duration>,
+}
+
+impl CtrdNet {
+    /// (setup, teardown): the chain's medians less loopback's.
+    fn network_share(&self) -> (Duration, Duration) {
+        let d =
+            |a: &[Duration], b: &[Duration]| median(a.to_vec()).saturating_sub(median(b.to_vec()));
+        (
+            d(&self.chain_run, &self.lo_run),
+            d(&self.chain_stop, &self.lo_stop),
+        )
+    }
+}
+
+/// RunPodSandbox and StopPodSandbox of one sandbox (removed untimed).
+async fn sandbox_cycle(
+    rt: &mut Rt,
+    logs: &Path,
+    cgroup_parent: &str,
+    i: usize,
+) -> Result<(Duration, Duration), String> {
+    let mut cfg = pod_config(&format!("bench-net-{i}"), logs);
+    cfg.linux.as_mut().unwrap().cgroup_parent = cgroup_parent.into();
+    let t0 = Instant::now();
+    let id = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(cfg),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map_err(rpc("RunPodSandbox"))?
+        .into_inner()
+        .pod_sandbox_id;
+    let run = t0.elapsed();
+    let t0 = Instant::now();
+    let stopped = rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .map_err(rpc("StopPodSandbox"));
+    let stop = t0.elapsed();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .map_err(rpc("RemovePodSandbox"))?;
+    stopped.map(|_| (run, stop))
+}
+
+/// containerd on the CNI chain (as peapod's CNI part uses it, on a bridge and /24 of its own),
+/// against containerd on its loopback-only network. containerd reloads its CNI config when the
+/// directory changes; the loopback network is put back after.
+async fn ctrd_net_bench(c: &Ctrd, rt: &mut Rt, logs: &Path) -> Result<CtrdNet, String> {
+    let mut t = CtrdNet::default();
+    for i in 0..NET_WARM + NET_ITER {
+        let (run, stop) = sandbox_cycle(rt, logs, &c.cgroup_parent, i).await?;
+        if i >= NET_WARM {
+            t.lo_run.push(run);
+            t.lo_stop.push(stop);
+        }
+    }
+    let missing: Vec<_> = CNI_PLUGINS
+        .iter()
+        .filter(|p| !Path::new(CNI_PLUGIN_DIR).join(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "CNI plugins {missing:?} missing from {CNI_PLUGIN_DIR}"
+        ));
+    }
+    let io = |e: std::io::Error| e.to_string();
+    let bin = c.dir.join("cni/bin");
+    for p in ["bridge", "host-local", "portmap"] {
+        let link = bin.join(p);
+        if !link.exists() {
+            std::os::unix::fs::symlink(Path::new(CNI_PLUGIN_DIR).join(p), link).map_err(io)?;
+        }
+    }
+    let subnet = free_subnet(&[])?;
+    let bridge = format!("cnid{}", &peapod::fsutil::new_id()[..4]);
+    if let Some(t) = CTRD.lock().unwrap().as_mut() {
+        t.bridge = Some(bridge.clone());
+    }
+    let portmap = sh("iptables", &["-w", "-t", "nat", "-S"]).0;
+    // Named under the run's network name, so teardown_ctrd knows its libcni cache entries.
+    let name = format!("{}-chain", net_name(&c.dir));
+    let conf = c.dir.join("cni/net.d");
+    let lo_file = conf.join("10-peapod-bench-lo.conflist");
+    let chain_file = conf.join("05-peapod-bench-chain.conflist");
+    std::fs::write(
+        &chain_file,
+        chain_conflist(&name, &bridge, &c.dir.join("cni-ipam"), subnet, portmap),
+    )
+    .map_err(io)?;
+    std::fs::remove_file(&lo_file).map_err(io)?;
+    let r = async {
+        wait_ctrd_network(rt, &name).await?;
+        for i in 0..NET_WARM + NET_ITER {
+            let (run, stop) = sandbox_cycle(rt, logs, &c.cgroup_parent, 100 + i).await?;
+            if i >= NET_WARM {
+                t.chain_run.push(run);
+                t.chain_stop.push(stop);
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    std::fs::write(&lo_file, cni_conflist(&net_name(&c.dir))).map_err(io)?;
+    std::fs::remove_file(&chain_file).map_err(io)?;
+    r?;
+    wait_ctrd_network(rt, &net_name(&c.dir)).await?;
+    if Path::new("/sys/class/net").join(&bridge).exists() {
+        sh("ip", &["link", "del", &bridge]);
+    }
+    Ok(t)
+}
+
+/// Waits (up to 10 s) until containerd's verbose Status names CNI network `name`.
+async fn wait_ctrd_network(rt: &mut Rt, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let quoted = format!("\"{name}\"");
+    loop {
+        let st = rt
+            .status(StatusRequest { verbose: true })
+            .await
+            .map_err(rpc("Status"))?
+            .into_inner();
+        if st.info.values().any(|v| v.contains(&quoted)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "containerd did not load CNI network {name} within 10 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Pod start (RunPodSandbox + Create + Start) on the bench's daemon (its built-in network)
@@ -2510,23 +2791,34 @@ fn print_net_table(
     mode: &str,
     builtin: &Result<NetTimes, String>,
     cni: &Result<(NetTimes, bool), String>,
+    ctrd: Option<&Result<CtrdNet, String>>,
     start: &(Vec<Duration>, Vec<Duration>),
 ) {
     println!(
         "\npod network: {NET_ITER} pods per driver, one of each in turn, on fresh netns \
          (no host ports)"
     );
-    println!("| what | built-in | CNI chain | built-in / CNI |");
-    println!("|---|---|---|---|");
+    println!(
+        "| what | built-in | CNI chain, peapod | CNI chain, containerd | built-in / CNI peapod \
+         | built-in / containerd |"
+    );
+    println!("|---|---|---|---|---|---|");
     let fig = |v: &[Duration]| format!("{} / {}", ms(median(v.to_vec())), ms(pct(v, 90)));
     let get = |w: usize, t: &NetTimes| match w {
         0 => t.setup.clone(),
         1 => t.teardown.clone(),
         _ => t.total(),
     };
+    let ctrd_share = ctrd
+        .and_then(|r| r.as_ref().ok())
+        .map(CtrdNet::network_share);
+    let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "-".into(),
+    };
     for (w, name) in [
         "setup (median / p90)",
-        "teardown (median / p90)",
+        "teardown, as StopPodSandbox waits (median / p90)",
         "setup + teardown (median / p90)",
     ]
     .iter()
@@ -2542,17 +2834,26 @@ fn print_net_table(
             .ok()
             .map(|t| get(w, &t.0))
             .filter(|v| !v.is_empty());
-        let ratio = match (&b, &c) {
-            (Some(b), Some(c)) => format!(
-                "{:.2}",
-                median(b.clone()).as_secs_f64() / median(c.clone()).as_secs_f64()
-            ),
-            _ => "-".into(),
-        };
+        let k = ctrd_share.map(|(s, t)| match w {
+            0 => s,
+            1 => t,
+            _ => s + t,
+        });
+        let bm = b.clone().map(median);
         println!(
-            "| {name} | {} | {} | {ratio} |",
+            "| {name} | {} | {} | {} | {} | {} |",
             b.as_deref().map(fig).unwrap_or("-".into()),
             c.as_deref().map(fig).unwrap_or("-".into()),
+            k.map(ms).unwrap_or("-".into()),
+            ratio(bm, c.map(median)),
+            ratio(bm, k),
+        );
+    }
+    if let Some(r) = builtin.as_ref().ok().filter(|t| !t.release.is_empty()) {
+        println!(
+            "| veth deletion + address release, after StopPodSandbox answered (median / p90) \
+             | {} | - (DEL does it) | - | | |",
+            fig(&r.release)
         );
     }
     let (with, without) = start;
@@ -2580,6 +2881,19 @@ fn print_net_table(
                 " (portmap left out: iptables has no usable nat table)"
             }
         );
+    }
+    if let Some(Ok(k)) = ctrd {
+        println!(
+            "containerd: a lone sandbox's RunPodSandbox / StopPodSandbox medians on the chain \
+             {} / {}, on loopback only {} / {}; its column is the difference",
+            ms(median(k.chain_run.clone())),
+            ms(median(k.chain_stop.clone())),
+            ms(median(k.lo_run.clone())),
+            ms(median(k.lo_stop.clone())),
+        );
+    }
+    if let Some(Err(e)) = ctrd {
+        println!("containerd on the CNI chain left out: {e}");
     }
     if let Err(e) = builtin {
         println!("built-in network left out: {e}");
