@@ -489,6 +489,15 @@ mod tests {
         }
     }
 
+    /// What `kubectl get pod -o yaml` prints (server-set metadata, status, quantities as
+    /// numbers, empty objects) decodes without a false "unknown field".
+    #[test]
+    fn full_objects_have_no_unknown_fields() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  namespace: default\n  uid: '1234'\n  resourceVersion: '5'\n  creationTimestamp: '2024-01-01T00:00:00Z'\n  managedFields:\n  - manager: kubectl\n    operation: Update\n    fieldsType: FieldsV1\n    fieldsV1: {'f:spec': {}}\n  labels: {}\n  annotations: null\nspec:\n  containers:\n  - name: c\n    image: x\n    resources: {limits: {cpu: 1, memory: 1.5Gi}, requests: {}}\n    env: [{name: A, value: ''}]\n    securityContext: {capabilities: {add: [NET_ADMIN], drop: []}}\n    livenessProbe: {httpGet: {port: 8080, path: /}}\n  volumes: [{name: v, emptyDir: {}}]\n  tolerations: [{operator: Exists, effect: NoExecute}]\nstatus:\n  phase: Running\n  podIP: 10.0.0.1\n  conditions: [{type: Ready, status: 'True', lastTransitionTime: '2024-01-01T00:00:00Z'}]\n  containerStatuses:\n  - {name: c, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {startedAt: '2024-01-01T00:00:00Z'}}}\n";
+        let docs = parse(Path::new("full.yaml"), text.as_bytes());
+        assert!(docs.is_ok(), "{docs:?}");
+    }
+
     #[test]
     fn yaml_octal_modes() {
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: c, image: x, env: [{name: A, value: '0400'}]}]\n  volumes:\n  - name: s\n    secret: {secretName: s, defaultMode: 0400, items: [{key: k, path: k, mode: 0644}]}\n";
