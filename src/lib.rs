@@ -15,6 +15,7 @@ pub mod cri;
 pub mod failpoint;
 pub mod fsutil;
 pub mod image;
+pub mod kubelet;
 pub mod manifest;
 pub mod net;
 pub mod oci;
