@@ -18,4 +18,5 @@ pub mod image;
 pub mod net;
 pub mod oci;
 pub mod pod;
+pub mod podspec;
 pub mod streaming;
