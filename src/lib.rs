@@ -20,4 +20,5 @@ pub mod manifest;
 pub mod net;
 pub mod oci;
 pub mod pod;
+pub mod podspec;
 pub mod streaming;
