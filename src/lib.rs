@@ -10,6 +10,7 @@ pub mod api {
 }
 
 pub mod cgroups;
+pub mod cli;
 pub mod config;
 pub mod cri;
 pub mod failpoint;

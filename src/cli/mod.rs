@@ -1,0 +1,8 @@
+//! The operator's CLI, kubectl's conventions over peapod's local API: what it prints is
+//! computed here, as pure functions of the API's objects, so the output is tested without a
+//! daemon.
+
+pub mod duration;
+pub mod pods;
+pub mod status;
+pub mod table;
