@@ -96,6 +96,34 @@ pub struct Config {
     pub event_buffer: usize,
     /// The pod network.
     pub network: NetworkConfig,
+    /// Static pods: the manifest directory and the local API.
+    pub static_pods: StaticPodsSection,
+}
+
+/// `[static_pods]`: the manifest door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticPodsSection {
+    /// The manifest directory (created if missing); empty turns static pods off.
+    pub manifest_dir: PathBuf,
+    /// The local API the `peapod` CLI uses (root only).
+    pub api_socket: PathBuf,
+    /// Container logs of static pods, `<dir>/<ns>_<name>_<uid>/<container>/<n>.log` as
+    /// kubelet lays them out.
+    pub log_dir: PathBuf,
+    /// The node name pods see (spec.nodeName); empty: the host name.
+    pub node_name: String,
+}
+
+impl Default for StaticPodsSection {
+    fn default() -> Self {
+        StaticPodsSection {
+            manifest_dir: PathBuf::from("/etc/peapod/manifests"),
+            api_socket: PathBuf::from("/run/peapod/api.sock"),
+            log_dir: PathBuf::from("/var/log/pods"),
+            node_name: String::new(),
+        }
+    }
 }
 
 /// Which network pods (other than hostNetwork ones) get.
@@ -203,6 +231,7 @@ impl Default for Config {
             stream_server_port: 0,
             event_buffer: crate::pod::events::DEFAULT_BUFFER,
             network: NetworkConfig::default(),
+            static_pods: StaticPodsSection::default(),
         }
     }
 }

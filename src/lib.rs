@@ -22,4 +22,5 @@ pub mod net;
 pub mod oci;
 pub mod pod;
 pub mod podspec;
+pub mod staticpods;
 pub mod streaming;

@@ -38,9 +38,28 @@ enum Cmd {
         /// cgroupfs or systemd.
         #[arg(long)]
         cgroup_driver: Option<String>,
+        /// The static pod manifest directory (default /etc/peapod/manifests).
+        #[arg(long)]
+        manifests: Option<PathBuf>,
         /// Log filter, as RUST_LOG (default info).
         #[arg(long, env = "PEAPOD_LOG", default_value = "info")]
         log_level: String,
+    },
+    /// Show static pods as kubectl does: `peapod get pods [NAME] [-n NS | -A] [-o wide|json|yaml|name]`.
+    Get {
+        /// The resource type: pods (pod, po).
+        resource: String,
+        /// One pod's name.
+        name: Option<String>,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format: wide, json, yaml or name.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
     },
     /// Manage the local image store.
     Image {
@@ -83,14 +102,19 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         cfg.state_dir = s.clone();
         if cli.config.is_none() {
             cfg.socket = s.join("peapod.sock");
+            cfg.static_pods.api_socket = s.join("api.sock");
         }
     }
     if let Cmd::Daemon {
         socket,
         cgroup_driver,
+        manifests,
         ..
     } = &cli.cmd
     {
+        if let Some(m) = manifests {
+            cfg.static_pods.manifest_dir = m.clone();
+        }
         if let Some(s) = socket {
             cfg.socket = s.clone();
         }
@@ -121,6 +145,22 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Daemon { log_level, .. } => daemon(cfg, &log_level),
         Cmd::Image { cmd } => image(cfg, cmd),
+        Cmd::Get {
+            resource,
+            name,
+            namespace,
+            all_namespaces,
+            output,
+        } => {
+            return get(
+                &cfg,
+                &resource,
+                name.as_deref(),
+                namespace.as_deref(),
+                all_namespaces,
+                output.as_deref(),
+            )
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,6 +190,8 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     rt.block_on(async move {
         let socket = cfg.socket.clone();
         let stream_addr = cfg.stream_server_addr();
+        let static_cfg = cfg.static_pods.clone();
+        let root_dir = cfg.root_dir.clone();
         let engine = peapod::pod::Engine::new(cfg)
             .await
             .map_err(|e| format!("starting the pod engine: {e}"))?;
@@ -164,6 +206,28 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
             // Pods and containers are left running on purpose: their monitors own them.
             tracing::info!("shutting down; pods keep running");
         };
+        if !static_cfg.manifest_dir.as_os_str().is_empty() {
+            let node_name = if static_cfg.node_name.is_empty() {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".into())
+            } else {
+                static_cfg.node_name.clone()
+            };
+            let sp = peapod::staticpods::start(
+                engine.clone(),
+                peapod::staticpods::StaticPodsConfig {
+                    manifest_dir: static_cfg.manifest_dir.clone(),
+                    pods_dir: root_dir.join("static-pods"),
+                    log_root: static_cfg.log_dir.clone(),
+                    node_name,
+                },
+            );
+            peapod::staticpods::api::serve(sp, &static_cfg.api_socket)
+                .await
+                .map_err(|e| format!("local API on {}: {e}", static_cfg.api_socket.display()))?;
+        }
         let streaming = peapod::cri::Streaming {
             addr: stream_addr,
             backend: Arc::new(peapod::cri::stream_backend::EngineBackend(engine.clone())),
@@ -172,6 +236,60 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// `peapod get`: prints as kubectl would; exits 1 with kubectl's error line on failure.
+fn get(
+    cfg: &Config,
+    resource: &str,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+    output: Option<&str>,
+) -> ExitCode {
+    use peapod::cli::get::{get_pods, Output};
+    if !matches!(resource, "pods" | "pod" | "po") {
+        eprintln!(
+            "error: the server doesn't have a resource type \"{resource}\" (peapod serves pods)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let output = match Output::parse(output) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let namespace = if all && name.is_none() {
+        None
+    } else {
+        Some(namespace.unwrap_or("default"))
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = cfg.static_pods.api_socket.clone();
+    match rt.block_on(get_pods(&socket, name, namespace, output)) {
+        Ok(p) => {
+            print!("{}", p.stdout);
+            if let Some(e) = p.stderr {
+                eprintln!("{e}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Pulls through the daemon's CRI socket, so the daemon's own pull de-duplication, registry

@@ -225,12 +225,32 @@ impl Daemon {
         );
     }
 
+    /// The daemon's static pod manifest directory.
+    pub fn manifests(&self) -> PathBuf {
+        self.root.parent().unwrap().join("manifests")
+    }
+
+    /// Runs the `peapod` CLI on this daemon's config: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(bin_dir().join("peapod"))
+            .arg("--config")
+            .arg(self.config_file())
+            .args(args)
+            .output()
+            .expect("running the peapod CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn config_file(&self) -> PathBuf {
         let p = self.root.parent().unwrap().join("peapod.toml");
         std::fs::write(
             &p,
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{}\n{}",
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{}\n{}\n{}",
                 self.socket,
                 self.root,
                 self.state,
@@ -242,6 +262,18 @@ impl Daemon {
                     String::new()
                 } else {
                     self.net.toml()
+                },
+                // Static pods from the test's own directory, never the host's.
+                if self.extra_config.contains("[static_pods]") {
+                    String::new()
+                } else {
+                    format!(
+                        "[static_pods]\nmanifest_dir = {:?}\napi_socket = {:?}\nlog_dir = {:?}\n\
+                         node_name = \"peapod-it\"\n",
+                        self.manifests(),
+                        self.state.join("api.sock"),
+                        self.root.parent().unwrap().join("pod-logs"),
+                    )
                 }
             ),
         )
@@ -357,6 +389,27 @@ impl Daemon {
     }
 
     async fn teardown(&mut self) {
+        // Static pods first: with their manifests gone the daemon stops them, and no worker
+        // makes one again while its sandbox is removed below.
+        let manifests: Vec<_> = std::fs::read_dir(self.manifests())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        if self.child.is_some() && !manifests.is_empty() {
+            for m in manifests {
+                let _ = std::fs::remove_file(m);
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let (ok, out, _) = self.cli(&["get", "pods", "-A", "-o", "name"]);
+                if !ok || out.trim().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         if self.child.is_some() {
             let mut rt = self.rt().await;
             if let Ok(list) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {

@@ -2,7 +2,9 @@
 //! computed here, as pure functions of the API's objects, so the output is tested without a
 //! daemon.
 
+pub mod client;
 pub mod duration;
+pub mod get;
 pub mod pods;
 pub mod status;
 pub mod table;

@@ -1,0 +1,287 @@
+//! Static pods as a user runs them: manifests written into the daemon's manifest directory,
+//! watched through the `peapod` CLI, removed by deleting the file.
+
+use std::time::{Duration, Instant};
+
+use peapod::api::*;
+use peapod_integration::*;
+use serde_json::Value;
+
+/// `peapod get pod NAME -o json`, when the pod is there.
+fn pod_json(d: &Daemon, name: &str) -> Option<Value> {
+    let (ok, out, _) = d.cli(&["get", "pod", name, "-o", "json"]);
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
+/// Polls until `f` holds for the pod's JSON, or panics after `limit` with the last one.
+async fn wait_pod(d: &Daemon, name: &str, limit: Duration, f: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    let mut last = Value::Null;
+    while t0.elapsed() < limit {
+        if let Some(v) = pod_json(d, name) {
+            if f(&v) {
+                return v;
+            }
+            last = v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "pod {name}: condition not met in {limit:?}; last status:\n{}\n--- daemon log ---\n{}",
+        serde_json::to_string_pretty(&last["status"]).unwrap_or_default(),
+        d.log_text()
+    );
+}
+
+fn container_state<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .map_or(&Value::Null, |c| &c["state"])
+}
+
+fn write_manifest(d: &Daemon, file: &str, yaml: &str) {
+    let dir = d.manifests();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Written aside and renamed in, as an editor or `peapod apply` does: the daemon never
+    // reads half a file.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: work
+    emptyDir: {}
+  initContainers:
+  - name: init
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-init > /work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "cat /work/msg; echo pod=$POD_NAME; exec sleep 3000"]
+    env:
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    volumeMounts: [{name: work, mountPath: /work}]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_runs_its_pod_and_deleting_it_removes_everything() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let t0 = Instant::now();
+    write_manifest(&d, "web.yaml", WEB);
+    let v = wait_pod(&d, "web", Duration::from_secs(60), |v| {
+        container_state(v, "app")["running"].is_object()
+    })
+    .await;
+    println!(
+        "manifest written -> app container running: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(v["kind"], "Pod");
+    assert_eq!(v["metadata"]["namespace"], "default");
+    assert_eq!(v["spec"]["nodeName"], "peapod-it");
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(v["status"]["phase"], "Running", "{:#}", v["status"]);
+    // The init container ran to completion first, and wrote what the app reads.
+    let init = &v["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init:#}");
+    assert_eq!(
+        init["state"]["terminated"]["reason"], "Completed",
+        "{init:#}"
+    );
+
+    // The table, as kubectl prints it.
+    let (ok, out, err) = d.cli(&["get", "pods"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let cols: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&cols[..4], ["web", "1/1", "Running", "0"], "{out}");
+    assert!(
+        lines[0].starts_with("NAME   READY   STATUS    RESTARTS   AGE"),
+        "{out}"
+    );
+    let (ok, wide, _) = d.cli(&["get", "pods", "-o", "wide"]);
+    assert!(ok && wide.contains("peapod-it"), "{wide}");
+
+    // The app's log: what the init container wrote, and the downward API value.
+    let log = d
+        .root
+        .parent()
+        .unwrap()
+        .join(format!("pod-logs/default_web_{uid}/app/0.log"));
+    let t1 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("from-init") && text.contains("pod=web") {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "{}: {text:?}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // An unknown pod is kubectl's NotFound.
+    let (ok, _, err) = d.cli(&["get", "pod", "nosuch"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "Error from server (NotFound): pods \"nosuch\" not found"
+    );
+
+    // Deleting the file stops and removes the pod, and leaves nothing.
+    std::fs::remove_file(d.manifests().join("web.yaml")).unwrap();
+    let t2 = Instant::now();
+    while pod_json(&d, "web").is_some() {
+        assert!(
+            t2.elapsed() < Duration::from_secs(30),
+            "the pod outlived its manifest by 30 s\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out, err) = d.cli(&["get", "pods"]);
+    assert!(ok && out.is_empty(), "{out}");
+    assert_eq!(err.trim(), "No resources found in default namespace.");
+    let mut rt = d.rt().await;
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    assert!(
+        !d.root.join("static-pods").join(&uid).exists(),
+        "the pod's volume directory is left"
+    );
+    d.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_container_restarts_under_on_failure_with_back_off() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    write_manifest(
+        &d,
+        "job.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: work
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo run; exit 3"]
+"#,
+    );
+    // The first exit restarts at once, the second waits out 10 s: CrashLoopBackOff.
+    let v = wait_pod(&d, "job", Duration::from_secs(30), |v| {
+        container_state(v, "work")["waiting"]["reason"] == "CrashLoopBackOff"
+    })
+    .await;
+    let cs = &v["status"]["containerStatuses"][0];
+    assert!(cs["restartCount"].as_i64().unwrap() >= 1, "{cs:#}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs:#}");
+    let msg = cs["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("back-off 10s restarting failed container=work"),
+        "{msg}"
+    );
+    assert_eq!(v["status"]["phase"], "Running", "{:#}", v["status"]);
+    let (_, out, _) = d.cli(&["get", "pods"]);
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    // After the back-off it runs again.
+    let before = cs["restartCount"].as_i64().unwrap();
+    wait_pod(&d, "job", Duration::from_secs(20), |v| {
+        v["status"]["containerStatuses"][0]["restartCount"].as_i64() > Some(before)
+    })
+    .await;
+    d.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_adopts_running_static_pods() {
+    if !require_root() {
+        return;
+    }
+    let mut d = Daemon::start().await;
+    write_manifest(
+        &d,
+        "keep.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: keep, namespace: edge}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3000"]
+"#,
+    );
+    let v = wait_pod_ns(&d, "edge", "keep").await;
+    let id = v["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.kill();
+    d.spawn().await;
+    let v = wait_pod_ns(&d, "edge", "keep").await;
+    let cs = &v["status"]["containerStatuses"][0];
+    assert_eq!(cs["containerID"], id.as_str(), "the container was replaced");
+    assert_eq!(cs["restartCount"], 0, "{cs:#}");
+    let (ok, out, _) = d.cli(&["get", "pods", "-A"]);
+    assert!(ok && out.contains("edge") && out.contains("keep"), "{out}");
+    d.cleanup().await;
+}
+
+async fn wait_pod_ns(d: &Daemon, ns: &str, name: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (ok, out, _) = d.cli(&["get", "pod", name, "-n", ns, "-o", "json"]);
+        if ok {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            if container_state(&v, "c")["running"].is_object() {
+                return v;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{ns}/{name} not running\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,146 @@
+//! The manifest door: standalone static pods. A small kubelet over the same pod engine as the
+//! CRI door, speaking to it in-process in the CRI vocabulary.
+//!
+//! ```text
+//!  manifest dir ──inotify + resync──▶ manager (source.rs): desired pods by namespace/name
+//!        │                                  │ one worker per pod UID
+//!        ▼                                  ▼
+//!  manifest::scan (parse, validate)   worker.rs: observe → kubelet::compute_pod_actions
+//!                                      → execute.rs (engine: RunPodSandbox, CreateContainer…)
+//!                                      → kubelet::status::pod_status → the store
+//!  local API (api.rs) ◀── the store: v1 Pods with status, manifest errors
+//! ```
+//!
+//! Identity is namespace/name; the UID is derived from the manifest's content, so an edited
+//! pod is a new UID: the old worker tears its pod down gracefully before the new one starts
+//! (kubernetes#109596). The engine knows each pod's UID from its sandbox's metadata, so a
+//! restarted daemon's workers find the pods they ran and adopt them as they are.
+
+pub mod api;
+mod execute;
+mod observe;
+mod source;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+
+use crate::kubelet::clock::{Clock, RealClock};
+use crate::manifest::ObjectKey;
+use crate::pod::Engine;
+use crate::podspec::NodeResources;
+
+pub use execute::default_pull_policy;
+
+/// The ConfigMaps and Secrets of the manifest directory.
+#[derive(Default)]
+pub struct Objects {
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+}
+
+/// What every worker shares.
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    pub clock: Box<dyn Clock>,
+    pub node_name: String,
+    pub host_ips: Vec<String>,
+    pub allocatable: NodeResources,
+    /// Per-pod directories (volumes, termination logs): `<root>/static-pods/<uid>`.
+    pub pods_dir: PathBuf,
+    /// Container logs: `<log_root>/<ns>_<name>_<uid>/<container>/<n>.log`, as kubelet.
+    pub log_root: PathBuf,
+    store: RwLock<Store>,
+}
+
+#[derive(Default)]
+struct Store {
+    /// The pods as last published, with their status.
+    pods: BTreeMap<ObjectKey, (String, Pod)>,
+    /// Manifest errors of the last scan, one line each (file, document, field, reason).
+    errors: Vec<String>,
+}
+
+impl Shared {
+    fn publish(&self, key: &ObjectKey, uid: &str, pod: Pod) {
+        let mut s = self.store.write().unwrap();
+        // A newer pod of the same name (an edited manifest) is not replaced by the old one
+        // still shutting down; it shows once the old one is gone.
+        match s.pods.get(key) {
+            Some((u, _)) if u != uid && pod.metadata.deletion_timestamp.is_some() => {}
+            _ => {
+                s.pods.insert(key.clone(), (uid.to_string(), pod));
+            }
+        }
+    }
+
+    fn unpublish(&self, key: &ObjectKey, uid: &str) {
+        let mut s = self.store.write().unwrap();
+        if s.pods.get(key).is_some_and(|(u, _)| u == uid) {
+            s.pods.remove(key);
+        }
+    }
+
+    /// Every pod, sorted by namespace and name.
+    pub fn pods(&self) -> Vec<Pod> {
+        let s = self.store.read().unwrap();
+        s.pods.values().map(|(_, p)| p.clone()).collect()
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        let s = self.store.read().unwrap();
+        s.pods
+            .get(&ObjectKey::new(namespace, name))
+            .map(|(_, p)| p.clone())
+    }
+
+    pub fn manifest_errors(&self) -> Vec<String> {
+        self.store.read().unwrap().errors.clone()
+    }
+}
+
+/// Where the static pods come from and live.
+#[derive(Debug, Clone)]
+pub struct StaticPodsConfig {
+    pub manifest_dir: PathBuf,
+    pub pods_dir: PathBuf,
+    pub log_root: PathBuf,
+    pub node_name: String,
+}
+
+/// Starts the manager: watches the manifest directory and runs a worker per pod.
+pub fn start(engine: Arc<Engine>, cfg: StaticPodsConfig) -> Arc<Shared> {
+    let shared = Arc::new(Shared {
+        engine,
+        clock: Box::new(RealClock::new()),
+        node_name: cfg.node_name.clone(),
+        host_ips: Vec::new(),
+        allocatable: node_resources(),
+        pods_dir: cfg.pods_dir.clone(),
+        log_root: cfg.log_root.clone(),
+        store: RwLock::new(Store::default()),
+    });
+    tokio::spawn(source::run(shared.clone(), cfg.manifest_dir));
+    shared
+}
+
+/// The node's CPUs and memory, for admission and resourceFieldRef defaults.
+fn node_resources() -> NodeResources {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    NodeResources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: mem,
+    }
+}
