@@ -150,9 +150,13 @@ fn tune_malloc() {
 
 fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     tune_malloc();
-    // libcgroups reports every unmounted v1 controller at warn level on each call: noise.
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{log_level},libcgroups=error"))
-        .map_err(|e| format!("--log-level: {e}"))?;
+    // libcgroups reports every unmounted v1 controller at warn level on each call: noise. h2
+    // logs every HTTP/2 frame at debug level, several per RPC and more as a List response
+    // grows (a pod list is sent in 16 KiB frames): at --log-level debug, formatting and
+    // writing them is a good share of each RPC's cost.
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("h2=info,{log_level},libcgroups=error"))
+            .map_err(|e| format!("--log-level: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
