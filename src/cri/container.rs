@@ -9,7 +9,7 @@ use super::sandbox::labels_match;
 use super::status::{missing, to_status};
 use super::CriServer;
 use crate::api::*;
-use crate::pod::{Container as EngineContainer, ContainerRecord, ContainerState as St};
+use crate::pod::{ContainerRecord, ContainerState as St};
 
 fn state_of(r: &ContainerRecord) -> ContainerState {
     match r.state() {
@@ -20,20 +20,29 @@ fn state_of(r: &ContainerRecord) -> ContainerState {
     }
 }
 
-fn to_container(c: &EngineContainer) -> Container {
-    let r = c.record();
+fn to_container(config: &ContainerConfig, r: &ContainerRecord) -> Container {
     Container {
         id: r.id.clone(),
         pod_sandbox_id: r.sandbox_id.clone(),
-        metadata: c.config.metadata.clone(),
-        image: c.config.image.clone(),
+        metadata: config.metadata.clone(),
+        image: config.image.clone(),
         image_ref: r.image_id.clone(),
-        state: state_of(&r) as i32,
+        state: state_of(r) as i32,
         created_at: r.created_at,
-        labels: c.config.labels.clone(),
-        annotations: c.config.annotations.clone(),
+        labels: config.labels.clone(),
+        annotations: config.annotations.clone(),
         image_id: r.image_id.clone(),
     }
+}
+
+/// Whether ListContainers' filter takes the container with this config and record.
+fn container_matches(f: &ContainerFilter, config: &ContainerConfig, r: &ContainerRecord) -> bool {
+    (f.id.is_empty() || r.id.starts_with(&f.id))
+        && (f.pod_sandbox_id.is_empty() || r.sandbox_id.starts_with(&f.pod_sandbox_id))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == state_of(r) as i32)
+        && labels_match(&f.label_selector, &config.labels)
 }
 
 /// The CRI status of a container with this config and record (ContainerStatus, and the
@@ -167,22 +176,12 @@ impl CriServer {
     }
 
     pub(super) fn list_containers_inner(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
-        let mut out: Vec<Container> = self
-            .engine
-            .containers()
-            .iter()
-            .map(|c| to_container(c))
-            .filter(|c| match filter {
-                None => true,
-                Some(f) => {
-                    (f.id.is_empty() || c.id.starts_with(&f.id))
-                        && (f.pod_sandbox_id.is_empty()
-                            || c.pod_sandbox_id.starts_with(&f.pod_sandbox_id))
-                        && f.state.as_ref().is_none_or(|s| s.state == c.state)
-                        && labels_match(&f.label_selector, &c.labels)
-                }
-            })
-            .collect();
+        // Filtered before anything is copied: kubelet lists one pod's containers often.
+        let mut out = self.engine.map_containers(|c, r| {
+            filter
+                .is_none_or(|f| container_matches(f, &c.config, r))
+                .then(|| to_container(&c.config, r))
+        });
         out.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         out
     }
@@ -216,5 +215,76 @@ impl CriServer {
             .await
             .map_err(to_status)?;
         Ok(Response::new(UpdateContainerResourcesResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::record::RECORD_VERSION;
+
+    fn record(id: &str, sandbox_id: &str, started_at: i64) -> ContainerRecord {
+        ContainerRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            name: "c".into(),
+            sandbox_id: sandbox_id.into(),
+            runtime_handler: String::new(),
+            image_ref: String::new(),
+            image_id: String::new(),
+            image_chain_ids: Vec::new(),
+            log_path: None,
+            rootfs: Default::default(),
+            cgroup_path: String::new(),
+            stop_signal: 0,
+            created_at: 1,
+            monitor_pid: 0,
+            monitor_start: 0,
+            pid: 0,
+            started_at,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            unknown: false,
+            creating: false,
+        }
+    }
+
+    #[test]
+    fn filter_by_ids_state_and_labels() {
+        let config = ContainerConfig {
+            labels: HashMap::from([("app".into(), "web".into())]),
+            ..Default::default()
+        };
+        let rec = record("c123", "p456", 5);
+        let take = |f: ContainerFilter| container_matches(&f, &config, &rec);
+        assert!(take(ContainerFilter::default()));
+        assert!(take(ContainerFilter {
+            id: "c1".into(),
+            pod_sandbox_id: "p4".into(),
+            ..Default::default()
+        }));
+        assert!(!take(ContainerFilter {
+            pod_sandbox_id: "p5".into(),
+            ..Default::default()
+        }));
+        assert!(!take(ContainerFilter {
+            id: "c2".into(),
+            ..Default::default()
+        }));
+        let state = |s: ContainerState| Some(ContainerStateValue { state: s as i32 });
+        assert!(take(ContainerFilter {
+            state: state(ContainerState::ContainerRunning),
+            ..Default::default()
+        }));
+        assert!(!take(ContainerFilter {
+            state: state(ContainerState::ContainerCreated),
+            ..Default::default()
+        }));
+        assert!(!take(ContainerFilter {
+            label_selector: HashMap::from([("app".into(), "db".into())]),
+            ..Default::default()
+        }));
     }
 }

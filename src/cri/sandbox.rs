@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::status::{missing, to_status};
 use super::CriServer;
 use crate::api::*;
-use crate::pod::{Sandbox, SandboxRecord, SandboxState};
+use crate::pod::{SandboxRecord, SandboxState};
 
 fn state_of(r: &SandboxRecord) -> PodSandboxState {
     match r.state {
@@ -17,17 +17,25 @@ fn state_of(r: &SandboxRecord) -> PodSandboxState {
     }
 }
 
-fn to_pod_sandbox(sb: &Sandbox) -> PodSandbox {
-    let r = sb.record();
+fn to_pod_sandbox(config: &PodSandboxConfig, r: &SandboxRecord) -> PodSandbox {
     PodSandbox {
         id: r.id.clone(),
-        metadata: sb.config.metadata.clone(),
-        state: state_of(&r) as i32,
+        metadata: config.metadata.clone(),
+        state: state_of(r) as i32,
         created_at: r.created_at,
-        labels: sb.config.labels.clone(),
-        annotations: sb.config.annotations.clone(),
+        labels: config.labels.clone(),
+        annotations: config.annotations.clone(),
         runtime_handler: r.runtime_handler.clone(),
     }
+}
+
+/// Whether ListPodSandbox's filter takes the sandbox with this config and record.
+fn sandbox_matches(f: &PodSandboxFilter, config: &PodSandboxConfig, r: &SandboxRecord) -> bool {
+    (f.id.is_empty() || r.id.starts_with(&f.id))
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == state_of(r) as i32)
+        && labels_match(&f.label_selector, &config.labels)
 }
 
 /// The CRI status of a sandbox with this config and record (PodSandboxStatus, and the pod of
@@ -153,21 +161,81 @@ impl CriServer {
         &self,
         filter: Option<&PodSandboxFilter>,
     ) -> Vec<PodSandbox> {
-        let mut out: Vec<PodSandbox> = self
-            .engine
-            .sandboxes()
-            .iter()
-            .map(|sb| to_pod_sandbox(sb))
-            .filter(|p| match filter {
-                None => true,
-                Some(f) => {
-                    (f.id.is_empty() || p.id.starts_with(&f.id))
-                        && f.state.as_ref().is_none_or(|s| s.state == p.state)
-                        && labels_match(&f.label_selector, &p.labels)
-                }
-            })
-            .collect();
+        // Filtered before anything is copied: a filter that takes few pods copies few.
+        let mut out = self.engine.map_sandboxes(|sb, r| {
+            filter
+                .is_none_or(|f| sandbox_matches(f, &sb.config, r))
+                .then(|| to_pod_sandbox(&sb.config, r))
+        });
         out.sort_by_key(|p| std::cmp::Reverse(p.created_at));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::PodCgroup;
+    use crate::pod::record::{SandboxNamespaces, RECORD_VERSION};
+
+    fn record(id: &str, state: SandboxState) -> SandboxRecord {
+        SandboxRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            name: "p".into(),
+            runtime_handler: String::new(),
+            created_at: 1,
+            hostname: String::new(),
+            namespaces: SandboxNamespaces::default(),
+            pause_pid: 0,
+            pause_start: 0,
+            cgroup: PodCgroup {
+                path: String::new(),
+                owned: false,
+            },
+            pause_cgroup: String::new(),
+            shm: None,
+            state,
+            infra: None,
+            network: String::new(),
+            ips: Vec::new(),
+            creating: false,
+        }
+    }
+
+    #[test]
+    fn filter_by_id_prefix_state_and_labels() {
+        let config = PodSandboxConfig {
+            labels: HashMap::from([("app".into(), "web".into())]),
+            ..Default::default()
+        };
+        let rec = record("abc123", SandboxState::NotReady);
+        let take = |f: PodSandboxFilter| sandbox_matches(&f, &config, &rec);
+        assert!(take(PodSandboxFilter::default()));
+        assert!(take(PodSandboxFilter {
+            id: "abc".into(),
+            ..Default::default()
+        }));
+        assert!(!take(PodSandboxFilter {
+            id: "abd".into(),
+            ..Default::default()
+        }));
+        let state = |s: PodSandboxState| Some(PodSandboxStateValue { state: s as i32 });
+        assert!(take(PodSandboxFilter {
+            state: state(PodSandboxState::SandboxNotready),
+            ..Default::default()
+        }));
+        assert!(!take(PodSandboxFilter {
+            state: state(PodSandboxState::SandboxReady),
+            ..Default::default()
+        }));
+        assert!(take(PodSandboxFilter {
+            label_selector: HashMap::from([("app".into(), "web".into())]),
+            ..Default::default()
+        }));
+        assert!(!take(PodSandboxFilter {
+            label_selector: HashMap::from([("app".into(), "db".into())]),
+            ..Default::default()
+        }));
     }
 }

@@ -344,7 +344,10 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            me.record_exit(&c).await;
+            // Boxed: the task waits for the whole life of the container, and an inline
+            // exit-recording state (runtime kill, file reads) would make every waiting task
+            // that much bigger.
+            Box::pin(me.record_exit(&c)).await;
         });
     }
 

@@ -212,6 +212,38 @@ impl Engine {
         self.containers.read().unwrap().values().cloned().collect()
     }
 
+    /// What `f` makes of each sandbox and its record as they are now, None left out, in the
+    /// map's order. The record is lent under its lock rather than copied: listing every pod
+    /// on each call of a poller (kubelet's relist) must not copy every record.
+    pub fn map_sandboxes<T>(
+        &self,
+        mut f: impl FnMut(&Sandbox, &SandboxRecord) -> Option<T>,
+    ) -> Vec<T> {
+        let map = self.sandboxes.read().unwrap();
+        let mut out = Vec::with_capacity(map.len());
+        for sb in map.values() {
+            if let Some(v) = f(sb, &sb.rec.lock().unwrap()) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// As [`map_sandboxes`](Self::map_sandboxes), for containers.
+    pub fn map_containers<T>(
+        &self,
+        mut f: impl FnMut(&Container, &ContainerRecord) -> Option<T>,
+    ) -> Vec<T> {
+        let map = self.containers.read().unwrap();
+        let mut out = Vec::with_capacity(map.len());
+        for c in map.values() {
+            if let Some(v) = f(c, &c.rec.lock().unwrap()) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
     /// Layers some container still uses (its rootfs lowers), to keep from garbage collection.
     pub fn layers_in_use(&self) -> std::collections::HashSet<String> {
         let mut used: std::collections::HashSet<String> = self
