@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
 
 use super::client::{self, ClientError};
 use super::pods::pods_table;
@@ -59,13 +58,6 @@ fn to_yaml(v: &serde_json::Value) -> String {
     serde_yaml_ng::to_string(v).unwrap_or_default()
 }
 
-fn now() -> Timestamp {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp::from_nanosecond(ns).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// `get pods [NAME]` in `namespace` (None: every namespace, `-A`).
 pub async fn get_pods(
     socket: &Path,
@@ -112,7 +104,12 @@ pub async fn get_pods(
             .iter()
             .map(|p| format!("pod/{}\n", p.metadata.name.as_deref().unwrap_or_default()))
             .collect(),
-        _ => pods_table(&pods, now(), output == Output::Wide, namespace.is_none()),
+        _ => pods_table(
+            &pods,
+            crate::kubelet::clock::system_wall(),
+            output == Output::Wide,
+            namespace.is_none(),
+        ),
     };
     Ok(Printed {
         stdout,

@@ -104,8 +104,8 @@ impl Clock for RealClock {
     }
 }
 
-// The system's wall time (k8s-openapi builds jiff without its `std` clock).
-fn system_wall() -> Timestamp {
+/// The system's wall time (k8s-openapi builds jiff without its `std` clock).
+pub fn system_wall() -> Timestamp {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -77,12 +77,7 @@ impl Executor {
                 return;
             }
         } else {
-            for k in &plan.containers_to_kill {
-                info!(container = %k.name, reason = ?k.reason, "killing container");
-                if let Err(e) = engine.stop_container(&k.id, k.grace_period_seconds).await {
-                    warn!(container = %k.name, error = %e, "stopping container");
-                }
-            }
+            self.stop_planned(plan).await;
         }
         let mut sandbox_id = plan.sandbox_id.clone();
         let mut rt_now = None;
@@ -111,13 +106,7 @@ impl Executor {
     /// order, as kubelet's killContainersWithSyncResult with sidecars), then its sandboxes.
     async fn kill_pod(&self, pod: &Pod, rt: &PodRuntimeStatus, plan: &PodActions) {
         let engine = &self.shared.engine;
-        let mut done = std::collections::HashSet::new();
-        for k in &plan.containers_to_kill {
-            if let Err(e) = engine.stop_container(&k.id, k.grace_period_seconds).await {
-                warn!(container = %k.name, error = %e, "stopping container");
-            }
-            done.insert(k.id.clone());
-        }
+        let done = self.stop_planned(plan).await;
         let spec = pod.spec.clone().unwrap_or_default();
         let order = |name: &str| -> usize {
             if spec.containers.iter().any(|c| c.name == name) {
@@ -152,6 +141,24 @@ impl Executor {
                 warn!(sandbox_id = %s.id, error = %e, "stopping the pod sandbox");
             }
         }
+    }
+
+    /// Stops the containers the plan kills, in its order; returns their IDs.
+    async fn stop_planned(&self, plan: &PodActions) -> std::collections::HashSet<String> {
+        let mut done = std::collections::HashSet::new();
+        for k in &plan.containers_to_kill {
+            info!(container = %k.name, reason = ?k.reason, "killing container");
+            if let Err(e) = self
+                .shared
+                .engine
+                .stop_container(&k.id, k.grace_period_seconds)
+                .await
+            {
+                warn!(container = %k.name, error = %e, "stopping container");
+            }
+            done.insert(k.id.clone());
+        }
+        done
     }
 
     async fn create_sandbox(

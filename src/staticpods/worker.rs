@@ -71,11 +71,13 @@ async fn run_inner(
         let plan = compute_pod_actions(&pod, &rt, &probes, &backoff, now);
         reasons.record_backoffs(&plan);
         let acted = !plan.is_noop();
-        if acted {
+        let rt = if acted {
             plan.record_backoff(&mut backoff, now);
             exec.execute(&pod, &objects, &rt, &plan, &mut reasons).await;
-        }
-        let rt = observe(&shared.engine, &uid);
+            observe(&shared.engine, &uid)
+        } else {
+            rt
+        };
         let now = shared.clock.now();
         let st = pod_status(&StatusInput {
             pod: &pod,
