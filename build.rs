@@ -1,13 +1,15 @@
-//! Compiles the upstream CRI `api.proto` (runtime.v1) into tonic services at build time.
+//! Compiles the upstream CRI `api.proto` (runtime.v1), and grpc.health.v1 for gRPC probes,
+//! into tonic services at build time.
 //! protoc comes from the protoc-bin-vendored crate so a fresh machine needs no system package.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     println!("cargo:rerun-if-changed=proto/api.proto");
+    println!("cargo:rerun-if-changed=proto/health.proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["proto/api.proto"], &["proto"])?;
+        .compile_protos(&["proto/api.proto", "proto/health.proto"], &["proto"])?;
     Ok(())
 }

@@ -9,6 +9,12 @@ pub mod api {
     tonic::include_proto!("runtime.v1");
 }
 
+/// grpc.health.v1, generated from `proto/health.proto`: the service gRPC probes call.
+#[allow(clippy::all, missing_docs)]
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}
+
 pub mod cgroups;
 pub mod cli;
 pub mod config;

@@ -495,7 +495,17 @@ impl ProbeSchedule {
 
     /// The earliest instant a worker is due, for the runner's next wake-up.
     pub fn next_due(&self) -> Option<Instant> {
-        self.workers.values().filter_map(ProbeWorker::due_at).min()
+        self.next_due_excluding(|_| false)
+    }
+
+    /// [`Self::next_due`] over the workers `busy` does not name: a worker whose probe is still
+    /// running stays due until its outcome is recorded, and must not wake the runner.
+    pub fn next_due_excluding(&self, busy: impl Fn(&WorkerKey) -> bool) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter(|(k, _)| !busy(k))
+            .filter_map(|(_, w)| w.due_at())
+            .min()
     }
 
     /// Whether the instance `id` of `name` counts as started (prober `isContainerStarted`

@@ -5,6 +5,8 @@
 //! - `GET /api/v1/pods`: a v1 PodList of every static pod, with status.
 //! - `GET /api/v1/namespaces/{ns}/pods`: those of one namespace.
 //! - `GET /api/v1/namespaces/{ns}/pods/{name}`: one v1 Pod, or a v1 Status NotFound.
+//! - `GET /api/v1/events`, `GET /api/v1/namespaces/{ns}/events`: a v1 EventList, oldest
+//!   first; `?fieldSelector=involvedObject.name=NAME` keeps one pod's.
 //! - `GET /peapod/v1/manifest-errors`: the manifest directory's errors, one string each.
 
 use std::convert::Infallible;
@@ -88,6 +90,57 @@ fn pod_list(pods: &[Pod]) -> serde_json::Value {
     })
 }
 
+fn event_list(shared: &Shared, ns: Option<&str>, query: Option<&str>) -> Response<Full<Bytes>> {
+    // kubectl describe asks with fieldSelector=involvedObject.name=NAME,...; only the name
+    // selector is honoured, the rest of a selector is ignored.
+    let name = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| {
+        let v = kv.strip_prefix("fieldSelector=")?;
+        let v = percent_decode(v);
+        v.split(',')
+            .find_map(|sel| sel.strip_prefix("involvedObject.name=").map(str::to_string))
+    });
+    let items: Vec<serde_json::Value> = shared
+        .events(ns, name.as_deref())
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("apiVersion".into(), "v1".into());
+                o.insert("kind".into(), "Event".into());
+            }
+            v
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": ""}, "items": items}),
+    )
+}
+
+/// `%XX` escapes of a query value decoded (`+` is a space in a form-encoded query).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (hex, b[i]) {
+            (Some(v), _) => {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, c) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn route<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET {
         return status(ApiStatus::failure(
@@ -111,6 +164,10 @@ fn route<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
             Some(p) => reply(StatusCode::OK, pod_json(&p)),
             None => status(ApiStatus::pod_not_found(name)),
         },
+        ["api", "v1", "events"] => event_list(shared, None, req.uri().query()),
+        ["api", "v1", "namespaces", ns, "events"] => {
+            event_list(shared, Some(ns), req.uri().query())
+        }
         ["peapod", "v1", "manifest-errors"] => {
             reply(StatusCode::OK, json!(shared.manifest_errors()))
         }
@@ -122,5 +179,18 @@ fn route<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
                 req.uri().path()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(
+            super::percent_decode("involvedObject.name%3Dweb%2CinvolvedObject.namespace%3Ddefault"),
+            "involvedObject.name=web,involvedObject.namespace=default"
+        );
+        assert_eq!(super::percent_decode("a+b%2"), "a b%2");
+        assert_eq!(super::percent_decode("%zz%41"), "%zzA");
     }
 }

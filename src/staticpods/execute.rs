@@ -11,12 +11,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tracing::{info, warn};
 
-use super::{Objects, Shared};
+use super::events::EventType;
+use super::{prober, Objects, Shared};
 use crate::kubelet::actions::grace_period;
+use crate::kubelet::handler::hook_action;
 use crate::kubelet::plan::{ContainerKind, ContainerStart, KillReason, PodActions};
+use crate::kubelet::probe::ProbeResult;
 use crate::kubelet::runtime::{container_hash, ContainerState, PodRuntimeStatus, SandboxState};
 use crate::kubelet::status::ReasonCache;
 use crate::manifest::ObjectKey;
@@ -72,12 +77,21 @@ impl Executor {
         let engine = &self.shared.engine;
         if let Some(why) = &plan.kill_pod {
             info!(reason = ?why, "killing the pod");
+            if let crate::kubelet::plan::KillPodReason::SandboxChanged(_) = why {
+                self.shared.event(
+                    pod,
+                    None,
+                    EventType::Normal,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".into(),
+                );
+            }
             self.kill_pod(pod, rt, plan).await;
             if plan.create_sandbox.is_none() {
                 return;
             }
         } else {
-            self.stop_planned(plan).await;
+            self.stop_planned(pod, rt, plan).await;
         }
         let mut sandbox_id = plan.sandbox_id.clone();
         let mut rt_now = None;
@@ -102,11 +116,12 @@ impl Executor {
         }
     }
 
-    /// Stops every container of the pod (app containers first, then sidecars in reverse
-    /// order, as kubelet's killContainersWithSyncResult with sidecars), then its sandboxes.
+    /// Stops every container of the pod: app containers together, then sidecars one at a
+    /// time in reverse order (kubelet's killContainersWithSyncResult with sidecars), then its
+    /// sandboxes. Each container gets its preStop hook and its own grace period.
     async fn kill_pod(&self, pod: &Pod, rt: &PodRuntimeStatus, plan: &PodActions) {
         let engine = &self.shared.engine;
-        let done = self.stop_planned(plan).await;
+        let done = self.stop_planned(pod, rt, plan).await;
         let spec = pod.spec.clone().unwrap_or_default();
         let order = |name: &str| -> usize {
             if spec.containers.iter().any(|c| c.name == name) {
@@ -124,13 +139,22 @@ impl Executor {
             .filter(|c| !done.contains(&c.id))
             .collect();
         rest.sort_by_key(|c| order(&c.name));
-        for c in rest {
-            let grace = find_container(pod, &c.name)
-                .map(|ct| grace_period(pod, ct, KillReason::PodTerminating))
-                .unwrap_or(30);
-            if let Err(e) = engine.stop_container(&c.id, grace).await {
-                warn!(container = %c.name, error = %e, "stopping container");
-            }
+        let mut i = 0;
+        while i < rest.len() {
+            let group = order(&rest[i].name);
+            let batch: Vec<_> = rest[i..]
+                .iter()
+                .take_while(|c| order(&c.name) == group)
+                .collect();
+            i += batch.len();
+            let kills = batch.iter().map(|c| {
+                let grace = find_container(pod, &c.name)
+                    .map(|ct| grace_period(pod, ct, KillReason::PodTerminating))
+                    .unwrap_or(30);
+                let running = c.state == ContainerState::Running;
+                self.kill_container(pod, rt, &c.id, &c.name, running, grace, None)
+            });
+            futures_util::future::join_all(kills).await;
         }
         for s in rt
             .sandboxes
@@ -143,22 +167,105 @@ impl Executor {
         }
     }
 
-    /// Stops the containers the plan kills, in its order; returns their IDs.
-    async fn stop_planned(&self, plan: &PodActions) -> std::collections::HashSet<String> {
-        let mut done = std::collections::HashSet::new();
-        for k in &plan.containers_to_kill {
+    /// Stops the containers the plan kills, together; returns their IDs.
+    async fn stop_planned(
+        &self,
+        pod: &Pod,
+        rt: &PodRuntimeStatus,
+        plan: &PodActions,
+    ) -> std::collections::HashSet<String> {
+        let kills = plan.containers_to_kill.iter().map(|k| {
             info!(container = %k.name, reason = ?k.reason, "killing container");
-            if let Err(e) = self
-                .shared
-                .engine
-                .stop_container(&k.id, k.grace_period_seconds)
-                .await
-            {
-                warn!(container = %k.name, error = %e, "stopping container");
+            let running = rt
+                .containers
+                .iter()
+                .any(|c| c.id == k.id && c.state == ContainerState::Running);
+            let message = (!k.message.is_empty()).then(|| k.message.clone());
+            self.kill_container(
+                pod,
+                rt,
+                &k.id,
+                &k.name,
+                running,
+                k.grace_period_seconds,
+                message,
+            )
+        });
+        futures_util::future::join_all(kills).await;
+        plan.containers_to_kill
+            .iter()
+            .map(|k| k.id.clone())
+            .collect()
+    }
+
+    /// kubelet's killContainer: a Killing event, the preStop hook of a running container,
+    /// then the stop signal with what is left of the grace period (the hook and the signal
+    /// share one budget, kubernetes#115817), at least 2 s as kubelet's minimum.
+    #[allow(clippy::too_many_arguments)]
+    async fn kill_container(
+        &self,
+        pod: &Pod,
+        rt: &PodRuntimeStatus,
+        id: &str,
+        name: &str,
+        running: bool,
+        grace: i64,
+        message: Option<String>,
+    ) {
+        const MIN_GRACE: i64 = 2;
+        let message = match message {
+            Some(m) => format!("{m}, will be restarted"),
+            None => format!("Stopping container {name}"),
+        };
+        self.shared
+            .event(pod, Some(name), EventType::Normal, "Killing", message);
+        let mut grace = grace.max(0);
+        let pre_stop = find_container(pod, name)
+            .and_then(|c| c.lifecycle.as_ref()?.pre_stop.as_ref().map(|h| (c, h)));
+        if let (Some((c, hook)), true) = (pre_stop, running && grace > 0) {
+            let started = Instant::now();
+            let budget = Duration::from_secs(grace as u64);
+            match self.run_hook(rt, id, c, hook, budget).await {
+                Ok(()) => {}
+                Err(msg) => {
+                    warn!(container = %name, error = %msg, "preStop hook failed");
+                    self.shared.event(
+                        pod,
+                        Some(name),
+                        EventType::Warning,
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed: {msg}"),
+                    );
+                }
             }
-            done.insert(k.id.clone());
+            let spent = started.elapsed().as_secs() as i64;
+            grace = (grace - spent).max(MIN_GRACE);
         }
-        done
+        if let Err(e) = self.shared.engine.stop_container(id, grace).await {
+            warn!(container = %name, error = %e, "stopping container");
+        }
+    }
+
+    /// Runs a lifecycle hook of `c` in (or against) the container `id`, within `budget`.
+    async fn run_hook(
+        &self,
+        rt: &PodRuntimeStatus,
+        id: &str,
+        c: &Container,
+        hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+        budget: Duration,
+    ) -> Result<(), String> {
+        let pod_ip = rt
+            .pod_ips()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let action = hook_action(hook, c, &pod_ip).map_err(|e| e.to_string())?;
+        let out = prober::run(&self.shared.engine, id, &action, budget).await;
+        match out.result {
+            ProbeResult::Success => Ok(()),
+            _ => Err(out.message),
+        }
     }
 
     async fn create_sandbox(
@@ -264,8 +371,15 @@ impl Executor {
             return;
         };
         let engine = &self.shared.engine;
-        if let Err(e) = self.ensure_image(c).await {
+        if let Err(e) = self.ensure_image(pod, c).await {
             warn!(container = %c.name, error = %e.1, "pulling the image");
+            self.shared.event(
+                pod,
+                Some(&c.name),
+                EventType::Warning,
+                "Failed",
+                format!("Error: {}", e.0),
+            );
             reasons.set(&c.name, e.0, &e.1);
             return;
         }
@@ -275,6 +389,13 @@ impl Executor {
             Ok(p) => p,
             Err(e) => {
                 warn!(container = %c.name, error = %e, "container config");
+                self.shared.event(
+                    pod,
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 reasons.set(&c.name, "CreateContainerConfigError", &e.to_string());
                 return;
             }
@@ -303,41 +424,128 @@ impl Executor {
             Ok(id) => id,
             Err(e) => {
                 warn!(container = %c.name, error = %e, "creating container");
+                self.shared.event(
+                    pod,
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {e}"),
+                );
                 reasons.set(&c.name, "CreateContainerError", &e.to_string());
                 return;
             }
         };
+        let ev = |kind, reason: &str, message: String| {
+            self.shared.event(pod, Some(&c.name), kind, reason, message)
+        };
+        ev(
+            EventType::Normal,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         if let Err(e) = engine.start_container(&id).await {
             warn!(container = %c.name, error = %e, "starting container");
+            ev(EventType::Warning, "Failed", format!("Error: {e}"));
             reasons.set(&c.name, "RunContainerError", &e.to_string());
             return;
         }
+        ev(
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         reasons.clear(&c.name);
         info!(container = %c.name, container_id = %id, restart_count = s.restart_count, "container started");
+        // postStart runs before the round ends, so the status published after it is the
+        // first to show the container running (kubelet's startContainer step 4). A failed
+        // hook kills the container, and the restart policy decides what follows.
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let rt_now = super::observe::observe(engine, &self.uid);
+            // Bounded by the pod's grace period: kubelet gives a hook no timeout of its own,
+            // but a hook that never ends must not hold the pod's loop forever.
+            let budget =
+                Duration::from_secs(grace_period(pod, c, KillReason::Unknown).max(1) as u64);
+            if let Err(msg) = self.run_hook(&rt_now, &id, c, hook, budget).await {
+                warn!(container = %c.name, error = %msg, "postStart hook failed");
+                ev(
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {msg}"),
+                );
+                let grace = grace_period(pod, c, KillReason::Unknown);
+                self.kill_container(
+                    pod,
+                    &rt_now,
+                    &id,
+                    &c.name,
+                    true,
+                    grace,
+                    Some(format!("FailedPostStartHook: container {}", c.name)),
+                )
+                .await;
+                reasons.set(&c.name, "PostStartHookError", &msg);
+            }
+        }
     }
 
     /// The image of `c`, pulled as its imagePullPolicy says (kubelet's defaults: Always for
     /// `:latest` or no tag, else IfNotPresent). Errors are (reason, message) for the status.
-    async fn ensure_image(&self, c: &Container) -> Result<(), (&'static str, String)> {
+    async fn ensure_image(&self, pod: &Pod, c: &Container) -> Result<(), (&'static str, String)> {
         let image = c.image.clone().unwrap_or_default();
         let policy = c
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| default_pull_policy(&image).into());
         let present = self.shared.engine.images.get(&image).is_ok();
+        let ev = |kind, reason: &str, message: String| {
+            self.shared.event(pod, Some(&c.name), kind, reason, message)
+        };
+        let already = || {
+            ev(
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            )
+        };
         match policy.as_str() {
-            "Never" if present => Ok(()),
+            "Never" if present => {
+                already();
+                Ok(())
+            }
             "Never" => Err((
                 "ErrImageNeverPull",
                 format!("Container image \"{image}\" is not present with pull policy of Never"),
             )),
-            "IfNotPresent" if present => Ok(()),
+            "IfNotPresent" if present => {
+                already();
+                Ok(())
+            }
             _ => {
+                ev(
+                    EventType::Normal,
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                );
+                let started = Instant::now();
                 let e = &self.shared.engine;
-                crate::image::pull(e.images.clone(), &e.cfg.registry, &image, None)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| ("ErrImagePull", err.to_string()))
+                match crate::image::pull(e.images.clone(), &e.cfg.registry, &image, None).await {
+                    Ok(_) => {
+                        ev(
+                            EventType::Normal,
+                            "Pulled",
+                            format!(
+                                "Successfully pulled image \"{image}\" in {:.3}s",
+                                started.elapsed().as_secs_f64()
+                            ),
+                        );
+                        Ok(())
+                    }
+                    Err(err) => {
+                        let msg = format!("Failed to pull image \"{image}\": {err}");
+                        ev(EventType::Warning, "Failed", msg.clone());
+                        Err(("ErrImagePull", msg))
+                    }
+                }
             }
         }
     }

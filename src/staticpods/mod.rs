@@ -17,8 +17,10 @@
 //! restarted daemon's workers find the pods they ran and adopt them as they are.
 
 pub mod api;
+pub mod events;
 mod execute;
 mod observe;
+pub mod prober;
 mod source;
 mod worker;
 
@@ -26,7 +28,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::kubelet::clock::{Clock, RealClock};
 use crate::manifest::ObjectKey;
@@ -54,6 +57,7 @@ pub struct Shared {
     /// Container logs: `<log_root>/<ns>_<name>_<uid>/<container>/<n>.log`, as kubelet.
     pub log_root: PathBuf,
     store: RwLock<Store>,
+    events: std::sync::Mutex<events::EventLog>,
 }
 
 #[derive(Default)]
@@ -97,6 +101,31 @@ impl Shared {
             .map(|(_, p)| p.clone())
     }
 
+    /// Records an event about `pod` (or one of its containers, by `container`).
+    pub fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        kind: events::EventType,
+        reason: &str,
+        message: String,
+    ) {
+        let ev = events::NewEvent {
+            pod,
+            field_path: container.map(|c| events::container_field_path(pod, c)),
+            kind,
+            reason,
+            message,
+        };
+        let now = Time(self.clock.now().wall);
+        self.events.lock().unwrap().record(ev, &self.node_name, now);
+    }
+
+    /// The events of `namespace` (all when `None`), of the pod `name` only when given.
+    pub fn events(&self, namespace: Option<&str>, name: Option<&str>) -> Vec<Event> {
+        self.events.lock().unwrap().list(namespace, name)
+    }
+
     pub fn manifest_errors(&self) -> Vec<String> {
         self.store.read().unwrap().errors.clone()
     }
@@ -122,6 +151,7 @@ pub fn start(engine: Arc<Engine>, cfg: StaticPodsConfig) -> Arc<Shared> {
         pods_dir: cfg.pods_dir.clone(),
         log_root: cfg.log_root.clone(),
         store: RwLock::new(Store::default()),
+        events: Default::default(),
     });
     tokio::spawn(source::run(shared.clone(), cfg.manifest_dir));
     shared
