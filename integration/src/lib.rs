@@ -5,6 +5,8 @@
 //! print why and pass vacuously only through [`require_root`], which the README's test command
 //! never hits because CI runs as root.
 
+pub mod staticpod;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

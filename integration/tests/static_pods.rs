@@ -4,51 +4,9 @@
 use std::time::{Duration, Instant};
 
 use peapod::api::*;
+use peapod_integration::staticpod::*;
 use peapod_integration::*;
 use serde_json::Value;
-
-/// `peapod get pod NAME -o json`, when the pod is there.
-fn pod_json(d: &Daemon, name: &str) -> Option<Value> {
-    let (ok, out, _) = d.cli(&["get", "pod", name, "-o", "json"]);
-    ok.then(|| serde_json::from_str(&out).ok()).flatten()
-}
-
-/// Polls until `f` holds for the pod's JSON, or panics after `limit` with the last one.
-async fn wait_pod(d: &Daemon, name: &str, limit: Duration, f: impl Fn(&Value) -> bool) -> Value {
-    let t0 = Instant::now();
-    let mut last = Value::Null;
-    while t0.elapsed() < limit {
-        if let Some(v) = pod_json(d, name) {
-            if f(&v) {
-                return v;
-            }
-            last = v;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "pod {name}: condition not met in {limit:?}; last status:\n{}\n--- daemon log ---\n{}",
-        serde_json::to_string_pretty(&last["status"]).unwrap_or_default(),
-        d.log_text()
-    );
-}
-
-fn container_state<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == name))
-        .map_or(&Value::Null, |c| &c["state"])
-}
-
-fn write_manifest(d: &Daemon, file: &str, yaml: &str) {
-    let dir = d.manifests();
-    std::fs::create_dir_all(&dir).unwrap();
-    // Written aside and renamed in, as an editor or `peapod apply` does: the daemon never
-    // reads half a file.
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(&tmp, dir.join(file)).unwrap();
-}
 
 const WEB: &str = r#"
 apiVersion: v1
