@@ -180,10 +180,40 @@ spec:
     assert!(out.contains("CrashLoopBackOff"), "{out}");
     // After the back-off it runs again.
     let before = cs["restartCount"].as_i64().unwrap();
-    wait_pod(&d, "job", Duration::from_secs(20), |v| {
+    let v = wait_pod(&d, "job", Duration::from_secs(20), |v| {
         v["status"]["containerStatuses"][0]["restartCount"].as_i64() > Some(before)
+            && container_state(v, "work")["waiting"].is_object()
     })
     .await;
+    // Container GC: of three or more instances, the engine keeps the newest dead one only
+    // (kubelet's MaxPerPodContainer 1), and its log; older logs go with their instances.
+    assert!(v["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
+    let t0 = Instant::now();
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let logs = d
+        .root
+        .parent()
+        .unwrap()
+        .join(format!("pod-logs/default_job_{uid}/work"));
+    let mut rt = d.rt().await;
+    loop {
+        let all = rt
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        let files = std::fs::read_dir(&logs).map_or(0, |r| r.count());
+        if all.len() == 1 && files == 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "dead instances piled up: {} containers, {files} log files",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     d.cleanup().await;
 }
 

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod backoff;
 pub mod clock;
 pub mod conditions;
+pub mod gc;
 pub mod handler;
 pub mod phase;
 pub mod plan;

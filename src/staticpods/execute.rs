@@ -550,6 +550,28 @@ impl Executor {
         }
     }
 
+    /// Removes the dead container instances the GC names (`kubelet::gc`), with their log
+    /// files, as kubelet's container GC does.
+    pub async fn collect_garbage(&self, rt: &PodRuntimeStatus) {
+        let evict = crate::kubelet::gc::evictable(rt);
+        if evict.is_empty() {
+            return;
+        }
+        let log_dir = rt
+            .latest_sandbox()
+            .and_then(|s| sandbox_log_dir(&self.shared.engine, &s.id));
+        for e in evict {
+            if let Err(err) = self.shared.engine.remove_container(&e.id).await {
+                warn!(container = %e.name, container_id = %e.id, error = %err, "removing a dead container");
+                continue;
+            }
+            info!(container = %e.name, container_id = %e.id, attempt = e.attempt, "removed a dead container");
+            if let Some(dir) = &log_dir {
+                let _ = std::fs::remove_file(dir.join(&e.name).join(format!("{}.log", e.attempt)));
+            }
+        }
+    }
+
     /// Removes every sandbox of the pod (with its containers) and the pod's directory.
     pub async fn remove_all(&self, rt: &PodRuntimeStatus) {
         for s in &rt.sandboxes {

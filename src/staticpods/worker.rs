@@ -140,6 +140,9 @@ async fn run_inner(
                 return;
             }
         }
+        if !acted {
+            exec.collect_garbage(&rt).await;
+        }
         if acted {
             // The next step of the plan (the next init container, the containers after a new
             // sandbox) follows at once.
