@@ -16,9 +16,7 @@ fn ready(v: &Value, name: &str) -> bool {
 }
 
 fn restarts(v: &Value, name: &str) -> i64 {
-    status_of(v, name)["restartCount"]
-        .as_i64()
-        .unwrap_or(0)
+    status_of(v, name)["restartCount"].as_i64().unwrap_or(0)
 }
 
 fn has_event(events: &[(String, String)], reason: &str, message_start: &str) -> bool {

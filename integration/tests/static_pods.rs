@@ -273,3 +273,82 @@ async fn wait_pod_ns(d: &Daemon, ns: &str, name: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_errors_back_off_and_pull_secrets_from_the_directory_authenticate() {
+    if !require_root() {
+        return;
+    }
+    let reg = Registry::start_auth(Some(("tester", "s3cret")));
+    reg.push("busybox", "private/busybox:1");
+    let d = Daemon::start().await;
+    let image = format!("{}/private/busybox:1", reg.addr);
+    // No credentials: ErrImagePull, then ImagePullBackOff while the back-off lasts.
+    write_manifest(
+        &d,
+        "anon.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: anon}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: ["sleep", "3000"]
+"#
+        ),
+    );
+    let v = wait_pod(&d, "anon", Duration::from_secs(20), |v| {
+        container_state(v, "c")["waiting"]["reason"] == "ErrImagePull"
+    })
+    .await;
+    assert_eq!(v["status"]["phase"], "Pending");
+    wait_pod(&d, "anon", Duration::from_secs(20), |v| {
+        container_state(v, "c")["waiting"]["reason"] == "ImagePullBackOff"
+    })
+    .await;
+    let events = pod_events(&d, "anon").await;
+    let has = |reason: &str, start: &str| {
+        events
+            .iter()
+            .any(|(r, m)| r == reason && m.starts_with(start))
+    };
+    assert!(has("Failed", "Failed to pull image"), "{events:?}");
+    assert!(has("BackOff", "Back-off pulling image"), "{events:?}");
+
+    // A dockerconfigjson Secret beside the pod: the pull authenticates.
+    write_manifest(
+        &d,
+        "private.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred}}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{{"auths": {{"{addr}": {{"username": "tester", "password": "s3cret"}}}}}}'
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: private}}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sleep", "3000"]
+"#,
+            addr = reg.addr
+        ),
+    );
+    wait_pod(&d, "private", Duration::from_secs(30), |v| {
+        container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    d.cleanup().await;
+}

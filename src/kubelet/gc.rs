@@ -66,7 +66,10 @@ mod tests {
         ]);
         let gone = evictable(&rt);
         // The running one and attempt 2 (lastState) stay.
-        assert_eq!(ids(&gone), vec![rt.containers[1].id.as_str(), rt.containers[0].id.as_str()]);
+        assert_eq!(
+            ids(&gone),
+            vec![rt.containers[1].id.as_str(), rt.containers[0].id.as_str()]
+        );
         assert_eq!(gone[0].attempt, 1);
     }
 

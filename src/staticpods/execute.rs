@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::events::EventType;
 use super::{prober, Objects, Shared};
 use crate::kubelet::actions::grace_period;
+use crate::kubelet::backoff::Backoff;
 use crate::kubelet::handler::hook_action;
 use crate::kubelet::plan::{ContainerKind, ContainerStart, KillReason, PodActions};
 use crate::kubelet::probe::ProbeResult;
@@ -30,11 +31,18 @@ use crate::podspec::{self, keys, VolumeKind};
 pub struct Executor {
     shared: Arc<Shared>,
     uid: String,
+    /// kubelet's image pull back-off, per image: ErrImagePull, then ImagePullBackOff until
+    /// the delay (10 s doubling to 5 min) has passed.
+    pull_backoff: std::sync::Mutex<Backoff<String>>,
 }
 
 impl Executor {
     pub fn new(shared: Arc<Shared>, uid: String) -> Self {
-        Executor { shared, uid }
+        Executor {
+            shared,
+            uid,
+            pull_backoff: std::sync::Mutex::new(Backoff::image_pull()),
+        }
     }
 
     /// The pod's own directory: volumes, termination logs.
@@ -66,6 +74,9 @@ impl Executor {
         ctx
     }
 
+    /// Carries out `plan`; false when a step failed (a pull, a config, a create), so that
+    /// the caller waits before the next round rather than retrying at once, and the failure
+    /// stays visible in the status meanwhile (ErrImagePull before ImagePullBackOff).
     pub async fn execute(
         &mut self,
         pod: &Pod,
@@ -73,7 +84,7 @@ impl Executor {
         rt: &PodRuntimeStatus,
         plan: &PodActions,
         reasons: &mut ReasonCache,
-    ) {
+    ) -> bool {
         let engine = &self.shared.engine;
         if let Some(why) = &plan.kill_pod {
             info!(reason = ?why, "killing the pod");
@@ -88,7 +99,7 @@ impl Executor {
             }
             self.kill_pod(pod, rt, plan).await;
             if plan.create_sandbox.is_none() {
-                return;
+                return true;
             }
         } else {
             self.stop_planned(pod, rt, plan).await;
@@ -103,17 +114,19 @@ impl Executor {
                 }
                 Err(e) => {
                     warn!(error = %e, "creating the pod sandbox");
-                    return;
+                    return false;
                 }
             }
         }
         if sandbox_id.is_empty() {
-            return;
+            return true;
         }
         let rt = rt_now.as_ref().unwrap_or(rt);
+        let mut ok = true;
         for s in plan.starts() {
-            self.start(pod, objects, rt, &sandbox_id, s, reasons).await;
+            ok &= self.start(pod, objects, rt, &sandbox_id, s, reasons).await;
         }
+        ok
     }
 
     /// Stops every container of the pod: app containers together, then sidecars one at a
@@ -359,7 +372,7 @@ impl Executor {
         sandbox_id: &str,
         s: &ContainerStart,
         reasons: &mut ReasonCache,
-    ) {
+    ) -> bool {
         let spec = pod.spec.clone().unwrap_or_default();
         let c = match s.kind {
             ContainerKind::App => spec.containers.get(s.index),
@@ -368,10 +381,10 @@ impl Executor {
             }
         };
         let Some(c) = c else {
-            return;
+            return false;
         };
         let engine = &self.shared.engine;
-        if let Err(e) = self.ensure_image(pod, c).await {
+        if let Err(e) = self.ensure_image(pod, objects, c).await {
             warn!(container = %c.name, error = %e.1, "pulling the image");
             self.shared.event(
                 pod,
@@ -381,7 +394,7 @@ impl Executor {
                 format!("Error: {}", e.0),
             );
             reasons.set(&c.name, e.0, &e.1);
-            return;
+            return false;
         }
         let mut ctx = self.context(pod, objects, rt);
         ctx.restart_count = s.restart_count;
@@ -397,7 +410,7 @@ impl Executor {
                     format!("Error: {e}"),
                 );
                 reasons.set(&c.name, "CreateContainerConfigError", &e.to_string());
-                return;
+                return false;
             }
         };
         if let Some(p) = plan.termination_log.parent() {
@@ -432,7 +445,7 @@ impl Executor {
                     format!("Error: {e}"),
                 );
                 reasons.set(&c.name, "CreateContainerError", &e.to_string());
-                return;
+                return false;
             }
         };
         let ev = |kind, reason: &str, message: String| {
@@ -447,7 +460,7 @@ impl Executor {
             warn!(container = %c.name, error = %e, "starting container");
             ev(EventType::Warning, "Failed", format!("Error: {e}"));
             reasons.set(&c.name, "RunContainerError", &e.to_string());
-            return;
+            return false;
         }
         ev(
             EventType::Normal,
@@ -486,11 +499,17 @@ impl Executor {
                 reasons.set(&c.name, "PostStartHookError", &msg);
             }
         }
+        true
     }
 
     /// The image of `c`, pulled as its imagePullPolicy says (kubelet's defaults: Always for
     /// `:latest` or no tag, else IfNotPresent). Errors are (reason, message) for the status.
-    async fn ensure_image(&self, pod: &Pod, c: &Container) -> Result<(), (&'static str, String)> {
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        objects: &Objects,
+        c: &Container,
+    ) -> Result<(), (&'static str, String)> {
         let image = c.image.clone().unwrap_or_default();
         let policy = c
             .image_pull_policy
@@ -521,15 +540,27 @@ impl Executor {
                 Ok(())
             }
             _ => {
+                let now = self.shared.clock.now().mono;
+                if self
+                    .pull_backoff
+                    .lock()
+                    .unwrap()
+                    .in_backoff_since_update(&image, now)
+                    .is_some()
+                {
+                    let msg = format!("Back-off pulling image \"{image}\"");
+                    ev(EventType::Normal, "BackOff", msg.clone());
+                    return Err(("ImagePullBackOff", msg));
+                }
                 ev(
                     EventType::Normal,
                     "Pulling",
                     format!("Pulling image \"{image}\""),
                 );
                 let started = Instant::now();
-                let e = &self.shared.engine;
-                match crate::image::pull(e.images.clone(), &e.cfg.registry, &image, None).await {
-                    Ok(_) => {
+                match self.pull(pod, objects, &image).await {
+                    Ok(()) => {
+                        self.pull_backoff.lock().unwrap().reset(&image);
                         ev(
                             EventType::Normal,
                             "Pulled",
@@ -541,6 +572,8 @@ impl Executor {
                         Ok(())
                     }
                     Err(err) => {
+                        let now = self.shared.clock.now().mono;
+                        self.pull_backoff.lock().unwrap().next(&image, now, now);
                         let msg = format!("Failed to pull image \"{image}\": {err}");
                         ev(EventType::Warning, "Failed", msg.clone());
                         Err(("ErrImagePull", msg))
@@ -548,6 +581,45 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Pulls `image` with the pod's imagePullSecrets that match its registry, one after the
+    /// other as kubelet does, or anonymously when none match.
+    async fn pull(&self, pod: &Pod, objects: &Objects, image: &str) -> Result<(), String> {
+        let e = &self.shared.engine;
+        let parsed = crate::image::Reference::parse(image).map_err(|e| e.to_string())?;
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let secrets: BTreeMap<String, _> = objects
+            .secrets
+            .iter()
+            .filter(|(k, _)| k.namespace == ns)
+            .map(|(k, v)| (k.name.clone(), v.clone()))
+            .collect();
+        let (creds, warnings) =
+            podspec::pull_credentials(pod, &secrets, parsed.domain(), parsed.path());
+        for w in warnings {
+            self.shared.event(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                w,
+            );
+        }
+        if creds.is_empty() {
+            return crate::image::pull(e.images.clone(), &e.cfg.registry, image, None)
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string());
+        }
+        let mut last = String::new();
+        for auth in &creds {
+            match crate::image::pull(e.images.clone(), &e.cfg.registry, image, Some(auth)).await {
+                Ok(_) => return Ok(()),
+                Err(err) => last = err.to_string(),
+            }
+        }
+        Err(last)
     }
 
     /// Removes the dead container instances the GC names (`kubelet::gc`), with their log

@@ -106,9 +106,10 @@ async fn run_inner(
             );
         }
         let acted = !plan.is_noop();
+        let mut progressed = true;
         let rt = if acted {
             plan.record_backoff(&mut backoff, now);
-            exec.execute(&pod, &objects, &rt, &plan, &mut reasons).await;
+            progressed = exec.execute(&pod, &objects, &rt, &plan, &mut reasons).await;
             observe(&shared.engine, &uid)
         } else {
             rt
@@ -143,9 +144,9 @@ async fn run_inner(
         if !acted {
             exec.collect_garbage(&rt).await;
         }
-        if acted {
+        if acted && progressed {
             // The next step of the plan (the next init container, the containers after a new
-            // sandbox) follows at once.
+            // sandbox) follows at once; after a failed step the loop waits for a wake-up.
             continue;
         }
         let now = shared.clock.now();
