@@ -352,3 +352,231 @@ spec:
     .await;
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_init_container_under_never_fails_the_pod() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    write_manifest(
+        &d,
+        "fail.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: fail}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: setup
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "exit 4"]
+  containers:
+  - name: app
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3000"]
+"#,
+    );
+    let v = wait_pod(&d, "fail", Duration::from_secs(30), |v| {
+        v["status"]["phase"] == "Failed"
+    })
+    .await;
+    let init = status_of(&v, "setup");
+    assert_eq!(init["state"]["terminated"]["exitCode"], 4, "{init:#}");
+    assert_eq!(init["restartCount"], 0, "{init:#}");
+    // The app container never ran.
+    let app = status_of(&v, "app");
+    assert!(
+        app["state"]["running"].is_null() && app["state"]["terminated"].is_null(),
+        "{app:#}"
+    );
+    let (_, table, _) = d.cli(&["get", "pods"]);
+    assert!(table.contains("Init:Error"), "{table}");
+    // A finished pod still answers to its manifest's removal at once.
+    std::fs::remove_file(d.manifests().join("fail.yaml")).unwrap();
+    wait_gone(&d, "fail", Duration::from_secs(10)).await;
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    d.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_maps_secrets_and_the_downward_api_reach_env_and_files() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let out = d.root.parent().unwrap().join("cfg-out");
+    std::fs::create_dir_all(&out).unwrap();
+    write_manifest(
+        &d,
+        "cfg.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data:
+  mode: fast
+  app.conf: "threads=4\n"
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData:
+  password: hunter2
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: cfg
+  labels: {{tier: edge}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: conf
+    configMap: {{name: settings, items: [{{key: app.conf, path: app.conf}}]}}
+  - name: secret
+    secret: {{secretName: creds, defaultMode: 0400}}
+  - name: info
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef: {{fieldPath: metadata.labels}}
+  - name: out
+    hostPath: {{path: {out:?}, type: Directory}}
+  containers:
+  - name: app
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo \"$MODE $PASSWORD $NS $GREETING\" > /out/env; cat /conf/app.conf /secret/password /info/labels > /out/files; stat -c %a /secret/..data/password > /out/mode; exec sleep 3000"]
+    env:
+    - name: MODE
+      valueFrom: {{configMapKeyRef: {{name: settings, key: mode}}}}
+    - name: PASSWORD
+      valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}
+    - name: NS
+      valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}
+    - name: GREETING
+      value: "hi-$(MODE)"
+    volumeMounts:
+    - {{name: conf, mountPath: /conf}}
+    - {{name: secret, mountPath: /secret}}
+    - {{name: info, mountPath: /info}}
+    - {{name: out, mountPath: /out}}
+"#
+        ),
+    );
+    wait_pod(&d, "cfg", Duration::from_secs(30), |v| {
+        container_state(v, "app")["running"].is_object()
+    })
+    .await;
+    let t0 = Instant::now();
+    while !out.join("mode").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let env = std::fs::read_to_string(out.join("env")).unwrap();
+    assert_eq!(env, "fast hunter2 default hi-fast\n");
+    let files = std::fs::read_to_string(out.join("files")).unwrap();
+    assert_eq!(files, "threads=4\nhunter2tier=\"edge\"");
+    d.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_manifest_replaces_its_pod_and_a_broken_one_harms_no_other() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let pod = |name: &str, cmd: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{cmd}"]
+"#
+        )
+    };
+    write_manifest(&d, "a.yaml", &pod("a", "exec sleep 3000"));
+    write_manifest(&d, "b.yaml", &pod("b", "exec sleep 3000"));
+    let a = wait_pod(&d, "a", Duration::from_secs(30), |v| {
+        container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    let b = wait_pod(&d, "b", Duration::from_secs(30), |v| {
+        container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    let old_uid = a["metadata"]["uid"].as_str().unwrap().to_string();
+    let b_id = status_of(&b, "c")["containerID"].clone();
+
+    // Edited: a new UID, the old pod stopped and removed before the new one runs.
+    write_manifest(&d, "a.yaml", &pod("a", "echo v2; exec sleep 3000"));
+    let a2 = wait_pod(&d, "a", Duration::from_secs(30), |v| {
+        v["metadata"]["uid"] != old_uid.as_str() && container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    assert_eq!(status_of(&a2, "c")["restartCount"], 0);
+    let mut rt = d.rt().await;
+    let sandboxes = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let uids: Vec<_> = sandboxes
+        .iter()
+        .filter_map(|s| s.metadata.as_ref())
+        .map(|m| m.uid.clone())
+        .collect();
+    assert!(
+        !uids.contains(&old_uid),
+        "the old pod's sandbox is left: {uids:?}"
+    );
+    assert!(!d.root.join("static-pods").join(&old_uid).exists());
+
+    // Broken: reported with the file and field; the pods keep running untouched.
+    write_manifest(
+        &d,
+        "b.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec:\n  containers:\n  - name: c\n    image: x\n    bogusField: 1\n",
+    );
+    let t0 = Instant::now();
+    let errors = loop {
+        let body =
+            peapod::cli::client::get(&d.state.join("api.sock"), "/peapod/v1/manifest-errors")
+                .await
+                .unwrap();
+        let errors: Vec<String> = serde_json::from_slice(&body).unwrap();
+        if !errors.is_empty() {
+            break errors;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no manifest error reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        errors[0].contains("b.yaml") && errors[0].contains("bogusField"),
+        "{errors:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b2 = pod_json(&d, "b").expect("pod b is gone after a bad edit");
+    assert_eq!(status_of(&b2, "c")["containerID"], b_id);
+    let a3 = pod_json(&d, "a").unwrap();
+    assert_eq!(a3["metadata"]["uid"], a2["metadata"]["uid"]);
+    d.cleanup().await;
+}

@@ -110,7 +110,12 @@ async fn run_inner(
         let rt = if acted {
             plan.record_backoff(&mut backoff, now);
             progressed = exec.execute(&pod, &objects, &rt, &plan, &mut reasons).await;
-            observe(&shared.engine, &uid)
+            let after = observe(&shared.engine, &uid);
+            // A plan that changed nothing (killing a pod that is already down, as kubelet
+            // plans for a finished pod under Never) is not repeated until something wakes
+            // the loop.
+            progressed &= after != rt;
+            after
         } else {
             rt
         };
