@@ -580,3 +580,92 @@ spec:
     assert_eq!(a3["metadata"]["uid"], a2["metadata"]["uid"]);
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_changed_while_the_daemon_was_down_are_reconciled_at_restart() {
+    if !require_root() {
+        return;
+    }
+    let mut d = Daemon::start().await;
+    let pod = |name: &str, cmd: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{cmd}"]
+"#
+        )
+    };
+    write_manifest(&d, "gone.yaml", &pod("gone", "exec sleep 3000"));
+    write_manifest(&d, "edit.yaml", &pod("edit", "exec sleep 3000"));
+    let running = |v: &Value| container_state(v, "c")["running"].is_object();
+    let gone = wait_pod(&d, "gone", Duration::from_secs(30), running).await;
+    let edit = wait_pod(&d, "edit", Duration::from_secs(30), running).await;
+    let gone_uid = gone["metadata"]["uid"].as_str().unwrap().to_string();
+    let old_uid = edit["metadata"]["uid"].as_str().unwrap().to_string();
+    // A pod of the CRI door, which the manifest door must never touch.
+    let mut rt = d.rt().await;
+    let logs = d.root.parent().unwrap().join("cri-logs");
+    let (cri_pod, _) = run_pod(
+        &mut rt,
+        pod_config("cri", &logs),
+        vec![container_config("c", BUSYBOX, &["sleep", "3000"])],
+    )
+    .await;
+    // A pod directory a crash left without a sandbox.
+    let stray = d.root.join("static-pods").join("0123456789abcdef");
+    std::fs::create_dir_all(stray.join("volumes")).unwrap();
+
+    d.kill();
+    std::fs::remove_file(d.manifests().join("gone.yaml")).unwrap();
+    write_manifest(&d, "edit.yaml", &pod("edit", "echo v2; exec sleep 3000"));
+    d.spawn().await;
+
+    wait_pod(&d, "edit", Duration::from_secs(30), |v| {
+        v["metadata"]["uid"] != old_uid.as_str() && running(v)
+    })
+    .await;
+    let mut rt = d.rt().await;
+    let t0 = Instant::now();
+    loop {
+        let items = rt
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        let uids: Vec<String> = items
+            .iter()
+            .filter_map(|s| s.metadata.as_ref())
+            .map(|m| m.uid.clone())
+            .collect();
+        let left = uids.contains(&gone_uid) || uids.contains(&old_uid);
+        let dirs_left = [&gone_uid, &old_uid]
+            .iter()
+            .any(|u| d.root.join("static-pods").join(u).exists())
+            || stray.exists();
+        if !left && !dirs_left {
+            assert!(
+                items.iter().any(|s| s.id == cri_pod),
+                "the CRI door's pod was removed"
+            );
+            assert_eq!(items.len(), 2, "{uids:?}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "left after restart: sandboxes {uids:?}, dirs left {dirs_left}\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(pod_json(&d, "gone").is_none());
+    d.cleanup().await;
+}

@@ -295,6 +295,10 @@ impl Executor {
         if let Some(l) = cfg.linux.as_mut() {
             l.cgroup_parent.clear();
         }
+        // Marks the sandbox as this door's, so that a restarted daemon tears down the pods
+        // whose manifests went meanwhile and never those of another door.
+        cfg.labels
+            .insert(super::orphans::SOURCE_LABEL.into(), "true".into());
         std::fs::create_dir_all(&cfg.log_directory)
             .map_err(|e| format!("creating {}: {e}", cfg.log_directory))?;
         self.prepare_volumes(pod, &ctx)?;

@@ -20,6 +20,7 @@ pub mod api;
 pub mod events;
 mod execute;
 mod observe;
+mod orphans;
 pub mod prober;
 mod source;
 mod worker;

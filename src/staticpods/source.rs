@@ -17,6 +17,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::orphans;
 use super::worker::{self, Command};
 use super::{Objects, Shared};
 use crate::manifest::{self, ObjectKey};
@@ -178,6 +179,12 @@ impl Manager {
             || objects.secrets != self.objects.secrets;
         self.objects = objects;
 
+        // A file that does not parse and whose pods are not known (the first scan after a
+        // restart) may be what still wants a running pod: no orphan is reaped until it parses.
+        let unknown_files = scan
+            .files
+            .iter()
+            .any(|f| f.outcome.is_err() && !self.last_good.contains_key(&f.path));
         // Workers whose pod is no longer wanted (gone, or replaced by a new UID) stop.
         for (uid, r) in self.running.iter_mut() {
             let keep = wanted
@@ -189,6 +196,36 @@ impl Manager {
             } else if keep && objects_changed {
                 let _ = r.tx.try_send(Command::Objects(self.objects.clone()));
             }
+        }
+        // Pods the engine or the pods directory holds that no manifest wants any more (gone
+        // while the daemon was down): torn down like deleted ones, and counted as going away
+        // so that a new pod of the same name waits for them.
+        let wanted_uids: std::collections::HashSet<&str> = wanted
+            .values()
+            .filter_map(|p| p.metadata.uid.as_deref())
+            .collect();
+        let orphans = if unknown_files {
+            Default::default()
+        } else {
+            orphans::find(&self.shared, |uid| {
+                self.running.contains_key(uid) || wanted_uids.contains(uid)
+            })
+        };
+        for (uid, key) in orphans {
+            let (tx, _) = mpsc::channel(1);
+            self.running.insert(
+                uid.clone(),
+                Running {
+                    key,
+                    tx,
+                    deleting: true,
+                },
+            );
+            let (shared, done) = (self.shared.clone(), self.done_tx.clone());
+            tokio::spawn(async move {
+                orphans::reap(shared, uid.clone()).await;
+                let _ = done.send(uid);
+            });
         }
         // New pods start, unless an older pod of the same name is still going away.
         for (key, pod) in wanted {
