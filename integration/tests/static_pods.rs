@@ -669,3 +669,81 @@ spec:
     assert!(pod_json(&d, "gone").is_none());
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_run_in_kubelets_qos_cgroups_and_leave_none_behind() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let pod = |name: &str, resources: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3000"]
+    resources: {resources}
+"#
+        )
+    };
+    let lim = "{requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: 100m, memory: 64Mi}}";
+    write_manifest(&d, "g.yaml", &pod("guaranteed", lim));
+    write_manifest(
+        &d,
+        "b.yaml",
+        &pod(
+            "burstable",
+            "{requests: {memory: 32Mi}, limits: {memory: 64Mi}}",
+        ),
+    );
+    write_manifest(&d, "be.yaml", &pod("besteffort", "{}"));
+    let mounts = cgroup_mounts();
+    for (name, class, tier) in [
+        ("guaranteed", "Guaranteed", ""),
+        ("burstable", "Burstable", "burstable/"),
+        ("besteffort", "BestEffort", "besteffort/"),
+    ] {
+        let v = wait_pod(&d, name, Duration::from_secs(30), |v| {
+            container_state(v, "c")["running"].is_object()
+        })
+        .await;
+        assert_eq!(v["status"]["qosClass"], class);
+        let uid = v["metadata"]["uid"].as_str().unwrap();
+        let cid = status_of(&v, "c")["containerID"].as_str().unwrap();
+        let cid = cid.rsplit("://").next().unwrap();
+        let rel = format!(
+            "{}/kubepods/{tier}pod{uid}",
+            d.cgroup_parent.trim_start_matches('/')
+        );
+        assert!(
+            mounts.iter().any(|m| m.join(&rel).join(cid).is_dir()),
+            "{name}: no container cgroup under {rel}"
+        );
+        if name == "guaranteed" {
+            // The container's memory limit, in its cgroup below the pod's.
+            let limit = mounts.iter().find_map(|m| {
+                let dir = m.join(&rel).join(cid);
+                std::fs::read_to_string(dir.join("memory.max"))
+                    .or_else(|_| std::fs::read_to_string(dir.join("memory.limit_in_bytes")))
+                    .ok()
+            });
+            assert_eq!(limit.as_deref().map(str::trim), Some("67108864"));
+        }
+    }
+    for f in ["g.yaml", "b.yaml", "be.yaml"] {
+        std::fs::remove_file(d.manifests().join(f)).unwrap();
+    }
+    for name in ["guaranteed", "burstable", "besteffort"] {
+        wait_gone(&d, name, Duration::from_secs(20)).await;
+    }
+    // The pod cgroups, the tiers and kubepods itself go with the last pod.
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    d.cleanup().await;
+}

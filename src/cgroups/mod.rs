@@ -233,6 +233,18 @@ impl Cgroups {
         }
     }
 
+    /// Removes the cgroup directory `path` in every hierarchy if it is empty (no child, no
+    /// process), leaving it otherwise: for shared parents such as kubelet's QoS tiers, which
+    /// another pod may be creating a child in at this moment.
+    pub fn remove_if_empty(&self, path: &str) {
+        if self.driver == CgroupDriver::Systemd || path.trim_matches('/').is_empty() {
+            return;
+        }
+        for mount in hierarchy_mounts(&self.root) {
+            let _ = std::fs::remove_dir(mount.join(path.trim_start_matches('/')));
+        }
+    }
+
     /// The sub-cgroups directly below `path` (a cgroupfs path) in any hierarchy, by name.
     pub fn children(&self, path: &str) -> Vec<String> {
         let mut out: Vec<String> = hierarchy_mounts(&self.root)

@@ -160,6 +160,11 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         ),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(apps),
+        qos_class: pod
+            .spec
+            .as_ref()
+            .and_then(|s| crate::podspec::qos_class(s).ok())
+            .map(|q| q.as_str().to_string()),
         ..Default::default()
     }
 }

@@ -71,6 +71,7 @@ impl Executor {
         };
         ctx.paths.pod_dir = self.pod_dir();
         ctx.paths.log_root = self.shared.log_root.clone();
+        ctx.cgroup_root = kubepods(&self.shared.engine);
         ctx
     }
 
@@ -291,9 +292,13 @@ impl Executor {
         let ctx = self.context(pod, objects, rt);
         let mut cfg =
             podspec::sandbox_config(pod, &self.uid, attempt, &ctx).map_err(|e| e.to_string())?;
-        // The engine's own cgroup parent holds the pod (QoS-class parents are not made yet).
-        if let Some(l) = cfg.linux.as_mut() {
-            l.cgroup_parent.clear();
+        // kubelet's pod cgroup under its QoS tier (`<parent>/kubepods/burstable/pod<uid>`),
+        // below the engine's own cgroup parent. With the systemd driver a slice cannot be
+        // made without systemd, so the pod goes in the engine's configured slice.
+        if self.shared.engine.cfg.cgroup_driver == crate::config::CgroupDriver::Systemd {
+            if let Some(l) = cfg.linux.as_mut() {
+                l.cgroup_parent.clear();
+            }
         }
         // Marks the sandbox as this door's, so that a restarted daemon tears down the pods
         // whose manifests went meanwhile and never those of another door.
@@ -655,6 +660,7 @@ impl Executor {
                 warn!(sandbox_id = %s.id, error = %e, "removing the pod sandbox");
             }
         }
+        remove_pod_cgroup(&self.shared.engine, &self.uid);
         let dir = self.pod_dir();
         if let Err(e) = crate::pod::sweep::unmount_all_under(&dir) {
             warn!(error = %e, "unmounting the pod's volumes");
@@ -665,6 +671,42 @@ impl Executor {
             }
         }
     }
+}
+
+/// The root of the static pods' cgroups: kubelet's `kubepods`, below the engine's parent.
+fn kubepods(engine: &crate::pod::Engine) -> String {
+    format!(
+        "{}/kubepods",
+        engine.cgroups.default_parent().trim_end_matches('/')
+    )
+}
+
+/// The cgroups a pod of UID `uid` can have: kubelet's pod cgroup in each QoS tier.
+pub fn pod_cgroups(engine: &crate::pod::Engine, uid: &str) -> [String; 3] {
+    let root = kubepods(engine);
+    [
+        format!("{root}/pod{uid}"),
+        format!("{root}/burstable/pod{uid}"),
+        format!("{root}/besteffort/pod{uid}"),
+    ]
+}
+
+/// Removes the pod's cgroup (the engine does not own a cgroup parent it was given, as
+/// containerd does not own kubelet's), then the QoS tiers and `kubepods` once empty.
+pub fn remove_pod_cgroup(engine: &crate::pod::Engine, uid: &str) {
+    if engine.cfg.cgroup_driver == crate::config::CgroupDriver::Systemd {
+        return;
+    }
+    for path in pod_cgroups(engine, uid) {
+        if let Err(e) = engine.cgroups.remove_tree(&path) {
+            warn!(cgroup = %path, error = %e, "removing the pod's cgroup");
+        }
+    }
+    let root = kubepods(engine);
+    for tier in ["burstable", "besteffort"] {
+        engine.cgroups.remove_if_empty(&format!("{root}/{tier}"));
+    }
+    engine.cgroups.remove_if_empty(&root);
 }
 
 fn sandbox_log_dir(engine: &Arc<crate::pod::Engine>, id: &str) -> Option<PathBuf> {

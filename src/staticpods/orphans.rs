@@ -3,7 +3,8 @@
 //! here, on every scan. The manifest door marks each sandbox it makes with [`SOURCE_LABEL`],
 //! so pods that another door (a kubelet over CRI) made are never touched. A pod directory
 //! (`<root>/static-pods/<uid>`) with no sandbox and no worker, left by a crash between its
-//! creation and its sandbox's, or between a sandbox's removal and its own, goes too.
+//! creation and its sandbox's, or between a sandbox's removal and its own, goes too, and so
+//! does a pod cgroup (`kubepods/<tier>/pod<uid>`) that no pod of this door claims.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +51,28 @@ pub fn find(shared: &Shared, known: impl Fn(&str) -> bool) -> BTreeMap<String, O
         if !known(&uid) {
             out.entry(uid.clone())
                 .or_insert_with(|| ObjectKey::new("", &uid));
+        }
+    }
+    // Pod cgroups a crash left behind (the sandbox's own leaf is the engine's to recover).
+    if shared.engine.cfg.cgroup_driver == crate::config::CgroupDriver::Cgroupfs {
+        let root = format!(
+            "{}/kubepods",
+            shared.engine.cgroups.default_parent().trim_end_matches('/')
+        );
+        for parent in [
+            root.clone(),
+            format!("{root}/burstable"),
+            format!("{root}/besteffort"),
+        ] {
+            for child in shared.engine.cgroups.children(&parent) {
+                let Some(uid) = child.strip_prefix("pod") else {
+                    continue;
+                };
+                if !uid.is_empty() && !known(uid) {
+                    out.entry(uid.to_string())
+                        .or_insert_with(|| ObjectKey::new("", uid));
+                }
+            }
         }
     }
     out
