@@ -747,3 +747,67 @@ spec:
     assert_eq!(d.leftovers(), Vec::<String>::new());
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_empty_dir_is_a_bounded_tmpfs_unmounted_with_its_pod() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let out = d.root.parent().unwrap().join("tmpfs-out");
+    std::fs::create_dir_all(&out).unwrap();
+    write_manifest(
+        &d,
+        "mem.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: mem}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: cache
+    emptyDir: {{medium: Memory, sizeLimit: 8Mi}}
+  - name: out
+    hostPath: {{path: {out:?}, type: Directory}}
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "grep ' /cache ' /proc/mounts > /out/mount; dd if=/dev/zero of=/cache/big bs=1M count=9 2>/dev/null; echo $? > /out/dd; exec sleep 3000"]
+    volumeMounts:
+    - {{name: cache, mountPath: /cache}}
+    - {{name: out, mountPath: /out}}
+"#
+        ),
+    );
+    let v = wait_pod(&d, "mem", Duration::from_secs(30), |v| {
+        container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    while !out.join("dd").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mount = std::fs::read_to_string(out.join("mount")).unwrap();
+    assert!(
+        mount.starts_with("tmpfs /cache tmpfs") && mount.contains("size=8192k"),
+        "{mount}"
+    );
+    // 9 MiB do not fit in 8.
+    assert_ne!(std::fs::read_to_string(out.join("dd")).unwrap().trim(), "0");
+    std::fs::remove_file(d.manifests().join("mem.yaml")).unwrap();
+    wait_gone(&d, "mem", Duration::from_secs(20)).await;
+    let pod_dir = d.root.join("static-pods").join(&uid);
+    assert!(
+        mounts_under(&d.root).is_empty(),
+        "{:?}",
+        mounts_under(&d.root)
+    );
+    assert!(!pod_dir.exists());
+    d.cleanup().await;
+}

@@ -330,11 +330,32 @@ impl Executor {
                     std::fs::set_permissions(&v.host_path, std::fs::Permissions::from_mode(0o777))
                         .map_err(io)?;
                 }
-                VolumeKind::Tmpfs { .. } => {
-                    return Err(format!(
-                        "volume {}: emptyDir medium Memory is not supported yet",
-                        v.name
-                    ))
+                VolumeKind::Tmpfs { size_bytes } => {
+                    std::fs::create_dir_all(&v.host_path).map_err(io)?;
+                    // Already there when a sandbox is re-created or a restarted daemon adopts
+                    // the pod: its contents are kept, as kubelet keeps a memory emptyDir for
+                    // the pod's lifetime. The pod directory, made before, is the intent that
+                    // the teardown and the orphan sweep unmount from.
+                    if !crate::image::is_mounted(&v.host_path).unwrap_or(false) {
+                        let mut opts = String::from("mode=0777");
+                        if let Some(n) = size_bytes {
+                            opts.push_str(&format!(",size={n}"));
+                        }
+                        nix::mount::mount(
+                            Some("tmpfs"),
+                            &v.host_path,
+                            Some("tmpfs"),
+                            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                            Some(opts.as_str()),
+                        )
+                        .map_err(|e| {
+                            format!(
+                                "volume {}: mounting a tmpfs on {}: {e}",
+                                v.name,
+                                v.host_path.display()
+                            )
+                        })?;
+                    }
                 }
                 VolumeKind::HostPath { check } => {
                     let ft = std::fs::metadata(&v.host_path).ok().map(|m| file_type(&m));
