@@ -811,3 +811,61 @@ spec:
     assert!(!pod_dir.exists());
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_asking_more_than_the_node_has_is_rejected_out_of_cpu() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    write_manifest(
+        &d,
+        "big.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: big}
+spec:
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3000"]
+    resources: {requests: {cpu: "4096"}}
+"#,
+    );
+    let v = wait_pod(&d, "big", Duration::from_secs(20), |v| {
+        v["status"]["phase"] == "Failed"
+    })
+    .await;
+    assert_eq!(v["status"]["reason"], "OutOfcpu", "{:#}", v["status"]);
+    let msg = v["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 4096000"
+        ),
+        "{msg}"
+    );
+    let (_, table, _) = d.cli(&["get", "pods"]);
+    assert!(table.contains("OutOfcpu"), "{table}");
+    // Nothing was started for it.
+    let mut rt = d.rt().await;
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    // A fixed manifest is a new pod, admitted afresh.
+    write_manifest(
+        &d,
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: peapod.test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3000']\n    resources: {requests: {cpu: 10m}}\n",
+    );
+    wait_pod(&d, "big", Duration::from_secs(30), |v| {
+        container_state(v, "c")["running"].is_object()
+    })
+    .await;
+    d.cleanup().await;
+}

@@ -32,6 +32,8 @@ struct Running {
     key: ObjectKey,
     tx: mpsc::Sender<Command>,
     deleting: bool,
+    /// The pod the worker runs (none for an orphan being torn down), for admission.
+    pod: Option<Pod>,
 }
 
 struct Watch(Inotify);
@@ -81,6 +83,7 @@ pub async fn run(shared: Arc<Shared>, dir: PathBuf) {
         last_good: BTreeMap::new(),
         objects: Arc::new(Objects::default()),
         errors: Vec::new(),
+        rejected: HashMap::new(),
         done_tx,
     };
     loop {
@@ -131,6 +134,9 @@ struct Manager {
     last_good: BTreeMap<PathBuf, Vec<Pod>>,
     objects: Arc<Objects>,
     errors: Vec<String>,
+    /// Pods admission refused, by UID: shown Failed, never started, until their manifest
+    /// changes or goes (kubelet never retries a rejected pod).
+    rejected: HashMap<String, ObjectKey>,
     done_tx: mpsc::UnboundedSender<String>,
 }
 
@@ -219,6 +225,7 @@ impl Manager {
                     key,
                     tx,
                     deleting: true,
+                    pod: None,
                 },
             );
             let (shared, done) = (self.shared.clone(), self.done_tx.clone());
@@ -227,15 +234,49 @@ impl Manager {
                 let _ = done.send(uid);
             });
         }
+        // Rejected pods that no manifest wants any more are forgotten.
+        self.rejected.retain(|uid, key| {
+            let keep = wanted
+                .get(key)
+                .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+            if !keep {
+                self.shared.unpublish(key, uid);
+            }
+            keep
+        });
+        // What the admitted pods request: every worker's pod that has not finished.
+        let finished: std::collections::HashSet<String> = self
+            .shared
+            .pods()
+            .into_iter()
+            .filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .filter_map(|p| p.metadata.uid)
+            .collect();
+        let mut admitted: Vec<Pod> = self
+            .running
+            .iter()
+            .filter(|(uid, _)| !finished.contains(*uid))
+            .filter_map(|(_, r)| r.pod.clone())
+            .collect();
         // New pods start, unless an older pod of the same name is still going away.
         for (key, pod) in wanted {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if self.running.contains_key(&uid) {
+            if self.running.contains_key(&uid) || self.rejected.contains_key(&uid) {
                 continue;
             }
             if self.running.values().any(|r| r.key == key) {
                 continue;
             }
+            if let Err(e) = crate::podspec::admit(&admitted, &pod, self.shared.allocatable) {
+                self.reject(&key, &uid, &pod, &e);
+                continue;
+            }
+            admitted.push(pod.clone());
             let (tx, rx) = mpsc::channel(8);
             self.running.insert(
                 uid.clone(),
@@ -243,6 +284,7 @@ impl Manager {
                     key: key.clone(),
                     tx,
                     deleting: false,
+                    pod: Some(pod.clone()),
                 },
             );
             let (shared, objects, done) = (
@@ -255,6 +297,31 @@ impl Manager {
                 let _ = done.send(uid);
             });
         }
+    }
+}
+
+impl Manager {
+    /// kubelet's admission failure: the pod is shown Failed with the reason (OutOfcpu,
+    /// OutOfmemory) and never started.
+    fn reject(&mut self, key: &ObjectKey, uid: &str, pod: &Pod, e: &crate::podspec::AdmitError) {
+        warn!(pod = %key, error = %e, "static pod rejected at admission");
+        let message = format!("Pod was rejected: {e}");
+        let mut shown = pod.clone();
+        shown.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some(e.reason()),
+            message: Some(message.clone()),
+            ..Default::default()
+        });
+        self.shared.publish(key, uid, shown);
+        self.shared.event(
+            pod,
+            None,
+            super::events::EventType::Warning,
+            &e.reason(),
+            message,
+        );
+        self.rejected.insert(uid.to_string(), key.clone());
     }
 }
 
