@@ -33,6 +33,10 @@
 //! bench's daemon (the harness gives it a built-in network) beside a second daemon with
 //! `mode = "none"`, alternately. The bridges, nft table, netns pins, host-local data and the
 //! portmap iptables chains this run made are removed at the end, also from the panic hook.
+//!
+//! Then static pods (`../bench/static_pods.rs`): manifest file → Running and → Ready beside
+//! Debian's podman `kube play` of the same manifest, and the daemon's CPU and RSS with 100
+//! static pods probed over HTTP every second.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +47,9 @@ use peapod::api::runtime_service_client::RuntimeServiceClient;
 use peapod::api::*;
 use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
+
+#[path = "../bench/static_pods.rs"]
+mod static_pods;
 
 const ITER: usize = 20;
 
@@ -1627,6 +1634,7 @@ async fn main() {
         teardown_bare();
         teardown_net();
         teardown_peapod();
+        static_pods::teardown();
     }));
 
     let d = Daemon::start().await;
@@ -1806,6 +1814,8 @@ async fn main() {
     let (builtin, cni) = net_bench().await;
     let start = start_net_vs_none(&d).await;
     print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
+    let sp = static_pods::bench(&d).await;
+    static_pods::print(&sp, median, ms);
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
