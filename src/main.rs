@@ -117,6 +117,27 @@ enum Cmd {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Run a command in a container: `peapod exec POD [-c C] [-i] [-t] -- CMD ARGS...`.
+    /// Exits with the command's exit code.
+    Exec {
+        /// The pod's name.
+        pod: String,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The container (default: the only one, or the default-container annotation's).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Run the command in a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Manage the local image store.
     Image {
         #[command(subcommand)]
@@ -221,6 +242,22 @@ fn main() -> ExitCode {
             file,
             namespace,
         } => return delete(&cfg, resource, name, file, namespace),
+        Cmd::Exec {
+            pod,
+            namespace,
+            container,
+            stdin,
+            tty,
+            command,
+        } => {
+            let opts = peapod::cli::exec::ExecOptions {
+                container,
+                command,
+                stdin,
+                tty,
+            };
+            return exec(&cfg, namespace.as_deref().unwrap_or("default"), &pod, &opts);
+        }
         Cmd::Logs {
             pod,
             namespace,
@@ -415,6 +452,35 @@ fn is_pod_resource(resource: &str) -> bool {
 fn unknown_resource(resource: &str) -> ExitCode {
     eprintln!("error: the server doesn't have a resource type \"{resource}\"");
     ExitCode::FAILURE
+}
+
+/// `peapod exec`: the command's exit code, with kubectl's note when it is not 0.
+fn exec(cfg: &Config, ns: &str, pod: &str, opts: &peapod::cli::exec::ExecOptions) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = cfg.static_pods.api_socket.clone();
+    let res = rt.block_on(peapod::cli::exec::exec(&socket, ns, pod, opts));
+    // A read of stdin may still block on its thread: not waited for.
+    rt.shutdown_background();
+    match res {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => {
+            eprintln!("command terminated with exit code {code}");
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `peapod describe pod NAME`.

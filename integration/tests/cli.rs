@@ -1,6 +1,6 @@
 //! The `peapod` CLI as a user drives it against a real daemon: logs (previous, tail,
 //! timestamps, follow, container choice), describe, events, manifest warnings, and apply /
-//! delete, which never need the user to know the manifest directory.
+//! delete, which never need the user to know the manifest directory, and exec.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -70,6 +70,31 @@ fn cli_code(d: &Daemon, args: &[&str]) -> Option<i32> {
         .unwrap()
         .status
         .code()
+}
+
+/// The CLI's exit code and stdout, with `input` on its stdin.
+fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let _ = d.cli(&["get", "pods"]);
+    let mut child = std::process::Command::new(bin_dir().join("peapod"))
+        .arg("--config")
+        .arg(d.root.parent().unwrap().join("peapod.toml"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn write_manifest(d: &Daemon, file: &str, yaml: &str) {
@@ -313,6 +338,46 @@ async fn apply_and_delete_without_knowing_the_manifest_directory() {
     let (ok, out, err) = d.cli(&["apply", "-f", f]);
     assert!(ok, "{err}");
     assert_eq!(out, "pod/web unchanged\n");
+
+    // exec: the command's streams and exit code; stdin with -i, a terminal with -t.
+    let (ok, out, err) = d.cli(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert!(!ok);
+    assert_eq!(out, "out\n");
+    assert_eq!(err, "err\ncommand terminated with exit code 3\n");
+    assert_eq!(
+        cli_code(&d, &["exec", "web", "--", "sh", "-c", "exit 3"]),
+        Some(3)
+    );
+    let (code, out) = cli_stdin(
+        &d,
+        &["exec", "-i", "web", "--", "tr", "a-z", "A-Z"],
+        "hello\n",
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "HELLO\n"));
+    let (ok, out, err) = d.cli(&[
+        "exec",
+        "-t",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "test -t 1 && echo tty",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "tty\r\n");
+    let (ok, _, err) = d.cli(&["exec", "web", "-c", "nosuch", "--", "true"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "Error from server (BadRequest): container nosuch is not valid for pod web"
+    );
 
     // A bad file is refused with the parser's message, and nothing is written.
     let bad = user_file(

@@ -7,6 +7,7 @@ pub mod client;
 pub mod describe;
 pub mod duration;
 pub mod events;
+pub mod exec;
 pub mod get;
 pub mod logs;
 pub mod pods;

@@ -9,6 +9,8 @@
 //!   first; `?fieldSelector=involvedObject.name=NAME` keeps one pod's.
 //! - `GET /api/v1/namespaces/{ns}/pods/{name}/log?container=C&previous=true&follow=true&
 //!   tailLines=N&timestamps=true`: a container's log as `text/plain`, streamed with follow.
+//! - `POST /api/v1/namespaces/{ns}/pods/{name}/exec?container=C&command=..&stdin=true&
+//!   tty=true`, upgraded to `peapod-exec`: runs the command, its streams on the connection.
 //! - `GET /peapod/v1/manifest-errors`: the manifest directory's errors, one string each.
 //! - `PUT /peapod/v1/manifests/{file}`: the body becomes that manifest once the parser accepts
 //!   it (422 otherwise); answers what happened to each object (created/configured/unchanged).
@@ -36,6 +38,7 @@ use tracing::warn;
 
 use super::logs::{pod_logs, Logs};
 use super::manifests::{self, Kind};
+use super::remote_exec;
 use super::Shared;
 use crate::cli::logs::LogOptions;
 use crate::cli::status::ApiStatus;
@@ -68,6 +71,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path) -> std::io::Result<()> {
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -237,6 +241,46 @@ async fn delete_object(
     }
 }
 
+/// `POST .../pods/{name}/exec?container=C&command=..&stdin=true&tty=true` with `Upgrade:
+/// peapod-exec`: 101, then the exec's streams on the connection.
+fn exec(shared: Arc<Shared>, ns: &str, name: &str, mut req: Request<Incoming>) -> Response<Body> {
+    let upgrade = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if upgrade != Some(crate::cli::exec::PROTOCOL) {
+        return status(ApiStatus::bad_request(format!(
+            "exec needs the connection upgraded to {}",
+            crate::cli::exec::PROTOCOL
+        )));
+    }
+    let opts = match crate::cli::exec::ExecOptions::from_query(req.uri().query(), percent_decode) {
+        Ok(o) => o,
+        Err(e) => return status(e),
+    };
+    let id = match remote_exec::target(&shared, ns, name, &opts) {
+        Ok(id) => id,
+        Err(e) => return status(e),
+    };
+    tokio::spawn(remote_exec::run(
+        shared,
+        id,
+        opts,
+        hyper::upgrade::on(&mut req),
+    ));
+    let mut r = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    r.headers_mut().insert(
+        hyper::header::UPGRADE,
+        hyper::header::HeaderValue::from_static(crate::cli::exec::PROTOCOL),
+    );
+    r
+}
+
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -245,6 +289,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     match (&method, parts.as_slice()) {
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name, "log"]) => {
             return log(shared, ns, name, query.as_deref()).await;
+        }
+        (&Method::POST, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
+            return exec(shared, ns, name, req);
         }
         (&Method::PUT, ["peapod", "v1", "manifests", file]) => {
             let file = percent_decode(file);

@@ -23,6 +23,7 @@ mod logs;
 pub mod manifests;
 mod observe;
 pub mod prober;
+mod remote_exec;
 mod source;
 mod worker;
 
