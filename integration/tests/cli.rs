@@ -372,6 +372,28 @@ async fn apply_and_delete_without_knowing_the_manifest_directory() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(out, "tty\r\n");
+    // -it on a real terminal (util-linux `script` gives the CLI one): raw mode, the remote
+    // pty echoes what is typed, and the exit code comes back.
+    if std::path::Path::new("/usr/bin/script").exists() {
+        let cmd = format!(
+            "{} --config {} exec -it web -- sh -c 'read x; echo got-$x; exit 4'",
+            bin_dir().join("peapod").display(),
+            d.root.parent().unwrap().join("peapod.toml").display()
+        );
+        let mut child = std::process::Command::new("/usr/bin/script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Typed once the remote shell reads (a terminal's input before raw mode is lost).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"abc\r").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{text:?}");
+        assert!(text.contains("got-abc\r\n"), "{text:?}");
+    }
     let (ok, _, err) = d.cli(&["exec", "web", "-c", "nosuch", "--", "true"]);
     assert!(!ok);
     assert_eq!(

@@ -273,8 +273,8 @@ impl Decoder {
     }
 }
 
-/// The lines of a whole log file's text, decoded; the last `tail` of them when given.
-/// `complete` says the file is finished (a held partial line is printed too).
+/// The lines of a whole log file's text, decoded; the last `tail` of them when given. A
+/// line whose last fragment is missing (the file ends mid-line) is the last one.
 pub fn decode_all(text: &str, timestamps: bool, tail: Option<usize>) -> Vec<String> {
     let mut d = Decoder::new(timestamps);
     let mut out: Vec<String> = text.lines().filter_map(|l| d.record(l)).collect();
