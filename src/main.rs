@@ -568,7 +568,7 @@ fn get(
     let socket = cfg.static_pods.api_socket.clone();
     let printed = rt.block_on(async {
         if events {
-            return peapod::cli::events::get_events(&socket, namespace).await;
+            return peapod::cli::events::get_events(&socket, namespace, output).await;
         }
         // kubectl prints the server's warnings before what it asked for: here, the manifests
         // that do not parse, whose pods are not (or no longer) what the files say.

@@ -282,6 +282,17 @@ spec:
     assert!(created.is_some() && started > created, "{ev}");
     let (ok, all, _) = d.cli(&["get", "events", "-A"]);
     assert!(ok && all.starts_with("NAMESPACE   LAST SEEN"), "{all}");
+    let (ok, json, _) = d.cli(&["get", "events", "-o", "json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "Started" && e["involvedObject"]["name"] == "once"),
+        "{json}"
+    );
 
     // A manifest that does not parse: each of its errors is a warning of `get pods`.
     write_manifest(

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::client::{self, ClientError};
 use super::duration::human;
-use super::get::Printed;
+use super::get::{to_json, Output, Printed};
 use super::table;
 
 /// When an event last happened: its last timestamp, else its first, else its event time.
@@ -79,9 +79,47 @@ pub async fn fetch(
         .map_err(|e| ClientError::Http(e.to_string()))
 }
 
-/// `get events`: the table, or kubectl's "No resources found" note.
-pub async fn get_events(socket: &Path, namespace: Option<&str>) -> Result<Printed, ClientError> {
+/// `get events`: the table (or the list as JSON or YAML), or kubectl's "No resources found"
+/// note.
+pub async fn get_events(
+    socket: &Path,
+    namespace: Option<&str>,
+    output: Output,
+) -> Result<Printed, ClientError> {
     let events = fetch(socket, namespace, None).await?;
+    if matches!(output, Output::Json | Output::Yaml) {
+        let items: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("apiVersion".into(), "v1".into());
+                    o.insert("kind".into(), "Event".into());
+                }
+                v
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List",
+            "metadata": {"resourceVersion": ""}, "items": items});
+        let stdout = if output == Output::Json {
+            to_json(&list)
+        } else {
+            serde_yaml_ng::to_string(&list).unwrap_or_default()
+        };
+        return Ok(Printed {
+            stdout,
+            stderr: None,
+        });
+    }
+    if output == Output::Name {
+        return Ok(Printed {
+            stdout: events
+                .iter()
+                .map(|e| format!("event/{}\n", e.metadata.name.as_deref().unwrap_or_default()))
+                .collect(),
+            stderr: None,
+        });
+    }
     if events.is_empty() {
         return Ok(Printed {
             stdout: String::new(),

@@ -228,16 +228,33 @@ async fn delete_object(
 ) -> Response<Body> {
     let dir = shared.manifest_dir.clone();
     let (n, nm) = (ns.clone(), name.clone());
-    match edit(move || manifests::delete_object(&dir, kind, &n, &nm)).await {
-        Err(e) => status(e),
-        Ok(_) => match shared.pod(&ns, &name).filter(|_| kind == Kind::Pod) {
-            Some(p) => reply(StatusCode::OK, pod_json(&p)),
-            None => reply(
-                StatusCode::OK,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Success",
-                       "details": {"name": name, "kind": kind.resource()}}),
-            ),
-        },
+    let res = edit(move || manifests::delete_object(&dir, kind, &n, &nm)).await;
+    let pod = shared.pod(&ns, &name).filter(|_| kind == Kind::Pod);
+    match (res, pod) {
+        (Ok(_), Some(p)) => reply(StatusCode::OK, pod_json(&p)),
+        (Ok(_), None) => reply(
+            StatusCode::OK,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success",
+                   "details": {"name": name, "kind": kind.resource()}}),
+        ),
+        // In no manifest but still shown: either already going (deleting it again is no
+        // error, as with the API server), or kept from a manifest that no longer parses (the
+        // manager keeps such a file's pods), which only fixing that file changes.
+        (Err(e), Some(p)) if e.code == 404 => {
+            if p.metadata.deletion_timestamp.is_some() {
+                reply(StatusCode::OK, pod_json(&p))
+            } else {
+                status(ApiStatus::failure(
+                    409,
+                    "Conflict",
+                    format!(
+                        "pods \"{name}\" is defined by a manifest that does not parse \
+                         (see peapod get pods): fix or remove that file"
+                    ),
+                ))
+            }
+        }
+        (Err(e), _) => status(e),
     }
 }
 
