@@ -131,3 +131,52 @@ async fn follow(path: PathBuf, opts: LogOptions, tx: mpsc::Sender<Bytes>, done: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn follow_sends_the_tail_then_what_is_appended_until_done() {
+        let dir = std::env::temp_dir().join(format!(
+            "peapod-follow-{}-{}",
+            std::process::id(),
+            crate::fsutil::new_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.log");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"2024-01-01T00:00:00Z stdout F old\n2024-01-01T00:00:01Z stdout F last\n")
+            .unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::channel(16);
+        let opts = LogOptions {
+            follow: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
+        let d = done.clone();
+        let task = tokio::spawn(follow(path, opts, tx, move || d.load(Ordering::SeqCst)));
+        assert_eq!(rx.recv().await.unwrap(), "last\n");
+        // A record written in two steps, and a line in two partial records.
+        f.write_all(b"2024-01-01T00:00:02Z stdout P a").unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(POLL * 2).await;
+        f.write_all(b"b\n2024-01-01T00:00:03Z stdout F c\n")
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "abc\n");
+        // Written just before the instance ended: still sent, then the stream ends.
+        f.write_all(b"2024-01-01T00:00:04Z stderr F bye\n").unwrap();
+        done.store(true, Ordering::SeqCst);
+        let mut rest = String::new();
+        while let Some(b) = rx.recv().await {
+            rest.push_str(std::str::from_utf8(&b).unwrap());
+        }
+        assert_eq!(rest, "bye\n");
+        task.await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
