@@ -395,20 +395,25 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     })
 }
 
+/// The small runtime a CLI command's requests run on; kubectl's exit 1 if there is none.
+fn cli_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Runs one CLI request on a small runtime: kubectl's error line and exit 1 on failure.
 fn client<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = Result<(), peapod::cli::client::ClientError>>,
 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
@@ -425,15 +430,9 @@ where
     F: std::future::Future<Output = Result<(), peapod::cli::apply::ApplyError>>,
 {
     use peapod::cli::apply::ApplyError;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
@@ -456,15 +455,9 @@ fn unknown_resource(resource: &str) -> ExitCode {
 
 /// `peapod exec`: the command's exit code, with kubectl's note when it is not 0.
 fn exec(cfg: &Config, ns: &str, pod: &str, opts: &peapod::cli::exec::ExecOptions) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let socket = cfg.static_pods.api_socket.clone();
     let res = rt.block_on(peapod::cli::exec::exec(&socket, ns, pod, opts));
@@ -555,15 +548,9 @@ fn get(
     } else {
         Some(namespace.unwrap_or("default"))
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let socket = cfg.static_pods.api_socket.clone();
     let printed = rt.block_on(async {
