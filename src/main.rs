@@ -45,9 +45,10 @@ enum Cmd {
         #[arg(long, env = "PEAPOD_LOG", default_value = "info")]
         log_level: String,
     },
-    /// Show static pods as kubectl does: `peapod get pods [NAME] [-n NS | -A] [-o wide|json|yaml|name]`.
+    /// Show static pods or their events as kubectl does:
+    /// `peapod get pods [NAME] [-n NS | -A] [-o wide|json|yaml|name]`, `peapod get events`.
     Get {
-        /// The resource type: pods (pod, po).
+        /// The resource type: pods (pod, po) or events (event, ev).
         resource: String,
         /// One pod's name.
         name: Option<String>,
@@ -60,6 +61,82 @@ enum Cmd {
         /// Output format: wide, json, yaml or name.
         #[arg(short = 'o', long)]
         output: Option<String>,
+    },
+    /// Print a container's log, as kubectl logs:
+    /// `peapod logs POD [-n NS] [-c CONTAINER] [-f] [-p] [--tail N] [--timestamps]`.
+    Logs {
+        /// The pod's name.
+        pod: String,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The container (default: the only one, or the default-container annotation's).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Stream the log until the container ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous instance's log (before the last restart).
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Only the last N lines (-1: all).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        tail: i64,
+        /// Prefix each line with its RFC3339Nano timestamp.
+        #[arg(long)]
+        timestamps: bool,
+    },
+    /// Show a pod in detail, as kubectl describe: `peapod describe pod NAME [-n NS]`.
+    Describe {
+        /// The resource type: pod (pods, po).
+        resource: String,
+        /// The pod's name.
+        name: String,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Create or update the objects of a manifest file: `peapod apply -f FILE`. The file is
+    /// checked, then becomes the daemon's manifest of the same name.
+    Apply {
+        /// The manifest (YAML or JSON, one or more Pods, ConfigMaps, Secrets).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Delete objects: `peapod delete -f FILE` or `peapod delete pod NAME [-n NS]`. Waits
+    /// until a deleted pod has stopped and is gone.
+    Delete {
+        /// The resource type: pod (pods, po).
+        resource: Option<String>,
+        /// The pod's name.
+        name: Option<String>,
+        /// Delete what this manifest file defines.
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["resource", "name"])]
+        file: Option<PathBuf>,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Run a command in a container: `peapod exec POD [-c C] [-i] [-t] -- CMD ARGS...`.
+    /// Exits with the command's exit code.
+    Exec {
+        /// The pod's name.
+        pod: String,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The container (default: the only one, or the default-container annotation's).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Run the command in a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Manage the local image store.
     Image {
@@ -145,6 +222,64 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Daemon { log_level, .. } => daemon(cfg, &log_level),
         Cmd::Image { cmd } => image(cfg, cmd),
+        Cmd::Describe {
+            resource,
+            name,
+            namespace,
+        } => return describe(&cfg, &resource, &name, namespace.as_deref()),
+        Cmd::Apply { file } => {
+            let socket = cfg.static_pods.api_socket.clone();
+            return apply_client(async move {
+                for line in peapod::cli::apply::apply(&socket, &file).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            });
+        }
+        Cmd::Delete {
+            resource,
+            name,
+            file,
+            namespace,
+        } => return delete(&cfg, resource, name, file, namespace),
+        Cmd::Exec {
+            pod,
+            namespace,
+            container,
+            stdin,
+            tty,
+            command,
+        } => {
+            let opts = peapod::cli::exec::ExecOptions {
+                container,
+                command,
+                stdin,
+                tty,
+            };
+            return exec(&cfg, namespace.as_deref().unwrap_or("default"), &pod, &opts);
+        }
+        Cmd::Logs {
+            pod,
+            namespace,
+            container,
+            follow,
+            previous,
+            tail,
+            timestamps,
+        } => {
+            let opts = peapod::cli::logs::LogOptions {
+                container,
+                follow,
+                previous,
+                timestamps,
+                tail_lines: usize::try_from(tail).ok(),
+            };
+            let ns = namespace.unwrap_or_else(|| "default".into());
+            let socket = cfg.static_pods.api_socket.clone();
+            return client(
+                async move { peapod::cli::logs::print(&socket, &ns, &pod, &opts).await },
+            );
+        }
         Cmd::Get {
             resource,
             name,
@@ -260,6 +395,127 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     })
 }
 
+/// The small runtime a CLI command's requests run on; kubectl's exit 1 if there is none.
+fn cli_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// Runs one CLI request on a small runtime: kubectl's error line and exit 1 on failure.
+fn client<F>(fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), peapod::cli::client::ClientError>>,
+{
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// As [`client`], for apply and delete, whose failures print their own lines.
+fn apply_client<F>(fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), peapod::cli::apply::ApplyError>>,
+{
+    use peapod::cli::apply::ApplyError;
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ApplyError::Partial) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_pod_resource(resource: &str) -> bool {
+    matches!(resource, "pods" | "pod" | "po")
+}
+
+fn unknown_resource(resource: &str) -> ExitCode {
+    eprintln!("error: the server doesn't have a resource type \"{resource}\"");
+    ExitCode::FAILURE
+}
+
+/// `peapod exec`: the command's exit code, with kubectl's note when it is not 0.
+fn exec(cfg: &Config, ns: &str, pod: &str, opts: &peapod::cli::exec::ExecOptions) -> ExitCode {
+    let rt = match cli_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let socket = cfg.static_pods.api_socket.clone();
+    let res = rt.block_on(peapod::cli::exec::exec(&socket, ns, pod, opts));
+    // A read of stdin may still block on its thread: not waited for.
+    rt.shutdown_background();
+    match res {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => {
+            eprintln!("command terminated with exit code {code}");
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `peapod describe pod NAME`.
+fn describe(cfg: &Config, resource: &str, name: &str, namespace: Option<&str>) -> ExitCode {
+    if !is_pod_resource(resource) {
+        return unknown_resource(resource);
+    }
+    let socket = cfg.static_pods.api_socket.clone();
+    let ns = namespace.unwrap_or("default").to_string();
+    let name = name.to_string();
+    client(async move {
+        print!(
+            "{}",
+            peapod::cli::describe::describe(&socket, &ns, &name).await?
+        );
+        Ok(())
+    })
+}
+
+/// `peapod delete -f FILE` or `peapod delete pod NAME`.
+fn delete(
+    cfg: &Config,
+    resource: Option<String>,
+    name: Option<String>,
+    file: Option<PathBuf>,
+    namespace: Option<String>,
+) -> ExitCode {
+    let socket = cfg.static_pods.api_socket.clone();
+    if let Some(file) = file {
+        return apply_client(async move { peapod::cli::apply::delete_file(&socket, &file).await });
+    }
+    let (Some(resource), Some(name)) = (resource, name) else {
+        eprintln!("error: you must provide one or more resources by argument or filename (-f FILE, or pod NAME)");
+        return ExitCode::FAILURE;
+    };
+    if !is_pod_resource(&resource) {
+        return unknown_resource(&resource);
+    }
+    let ns = namespace.unwrap_or_else(|| "default".into());
+    apply_client(async move { peapod::cli::apply::delete_pod(&socket, &ns, &name).await })
+}
+
 /// `peapod get`: prints as kubectl would; exits 1 with kubectl's error line on failure.
 fn get(
     cfg: &Config,
@@ -270,12 +526,16 @@ fn get(
     output: Option<&str>,
 ) -> ExitCode {
     use peapod::cli::get::{get_pods, Output};
-    if !matches!(resource, "pods" | "pod" | "po") {
-        eprintln!(
-            "error: the server doesn't have a resource type \"{resource}\" (peapod serves pods)"
-        );
-        return ExitCode::FAILURE;
-    }
+    let events = match resource {
+        "pods" | "pod" | "po" => false,
+        "events" | "event" | "ev" => true,
+        _ => {
+            eprintln!(
+                "error: the server doesn't have a resource type \"{resource}\" (peapod serves pods and events)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let output = match Output::parse(output) {
         Ok(o) => o,
         Err(e) => {
@@ -288,18 +548,23 @@ fn get(
     } else {
         Some(namespace.unwrap_or("default"))
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match cli_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let socket = cfg.static_pods.api_socket.clone();
-    match rt.block_on(get_pods(&socket, name, namespace, output)) {
+    let printed = rt.block_on(async {
+        if events {
+            return peapod::cli::events::get_events(&socket, namespace, output).await;
+        }
+        // kubectl prints the server's warnings before what it asked for: here, the manifests
+        // that do not parse, whose pods are not (or no longer) what the files say.
+        for w in peapod::cli::events::manifest_warnings(&socket).await? {
+            eprintln!("{w}");
+        }
+        get_pods(&socket, name, namespace, output).await
+    });
+    match printed {
         Ok(p) => {
             print!("{}", p.stdout);
             if let Some(e) = p.stderr {

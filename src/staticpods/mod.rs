@@ -19,9 +19,12 @@
 pub mod api;
 pub mod events;
 mod execute;
+mod logs;
+pub mod manifests;
 mod observe;
 mod orphans;
 pub mod prober;
+mod remote_exec;
 mod source;
 mod worker;
 
@@ -57,6 +60,8 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     /// Container logs: `<log_root>/<ns>_<name>_<uid>/<container>/<n>.log`, as kubelet.
     pub log_root: PathBuf,
+    /// The watched manifest directory, which `peapod apply` and `delete` edit.
+    pub manifest_dir: PathBuf,
     store: RwLock<Store>,
     events: std::sync::Mutex<events::EventLog>,
 }
@@ -151,6 +156,7 @@ pub fn start(engine: Arc<Engine>, cfg: StaticPodsConfig) -> Arc<Shared> {
         allocatable: node_resources(),
         pods_dir: cfg.pods_dir.clone(),
         log_root: cfg.log_root.clone(),
+        manifest_dir: cfg.manifest_dir.clone(),
         store: RwLock::new(Store::default()),
         events: Default::default(),
     });
