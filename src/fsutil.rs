@@ -82,6 +82,11 @@ pub fn is_safe_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Whether `name` has the form of an ID [`new_id`] makes: 64 lowercase hex digits.
+pub fn is_generated_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A new random 64-hex-digit ID, the form containerd and CRI-O use for sandboxes and containers.
 pub fn new_id() -> String {
     let mut buf = [0u8; 32];

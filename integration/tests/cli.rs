@@ -5,34 +5,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use peapod_integration::staticpod::*;
 use peapod_integration::*;
 use serde_json::Value;
-
-/// `peapod get pod NAME -o json`, when the pod is there.
-fn pod_json(d: &Daemon, name: &str) -> Option<Value> {
-    let (ok, out, _) = d.cli(&["get", "pod", name, "-o", "json"]);
-    ok.then(|| serde_json::from_str(&out).ok()).flatten()
-}
-
-/// Polls until `f` holds for the pod's JSON, or panics after `limit`.
-async fn wait_pod(d: &Daemon, name: &str, limit: Duration, f: impl Fn(&Value) -> bool) -> Value {
-    let t0 = Instant::now();
-    let mut last = Value::Null;
-    while t0.elapsed() < limit {
-        if let Some(v) = pod_json(d, name) {
-            if f(&v) {
-                return v;
-            }
-            last = v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "pod {name}: condition not met in {limit:?}; last status:\n{}\n--- daemon log ---\n{}",
-        serde_json::to_string_pretty(&last["status"]).unwrap_or_default(),
-        d.log_text()
-    );
-}
 
 /// Polls `peapod ARGS` until its stdout satisfies `f`; the last stdout.
 async fn wait_cli(d: &Daemon, args: &[&str], f: impl Fn(&str) -> bool) -> String {
@@ -49,13 +24,6 @@ async fn wait_cli(d: &Daemon, args: &[&str], f: impl Fn(&str) -> bool) -> String
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn status_of<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
 }
 
 /// The CLI's exit code (`d.cli` gives success only; kubectl's scripts test for 1).
@@ -95,14 +63,6 @@ fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> (Option<i32>, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn write_manifest(d: &Daemon, file: &str, yaml: &str) {
-    let dir = d.manifests();
-    std::fs::create_dir_all(&dir).unwrap();
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(&tmp, dir.join(file)).unwrap();
 }
 
 /// A user's file, outside the manifest directory.

@@ -480,7 +480,10 @@ impl Engine {
                 .trim_end_matches('/')
                 .to_string();
             for child in self.cgroups.children(&parent) {
-                if !known.contains(&child) {
+                // Only cgroups named as the engine names a pod's (its sandbox ID): the
+                // parent also holds what a front door made there (the manifest door's
+                // kubepods tree), which is that door's to reconcile.
+                if crate::fsutil::is_generated_id(&child) && !known.contains(&child) {
                     let path = format!("{parent}/{child}");
                     warn!(cgroup = %path, "removing an orphaned pod cgroup");
                     if let Err(e) = self.cgroups.kill_and_remove_tree(&path) {

@@ -124,7 +124,7 @@ pub async fn bench(d: &Daemon) -> StaticFigures {
         (Ok(p), None) => Ok((podman_runs, p.version.clone())),
         (Ok(_), Some(e)) | (Err(e), _) => Err(e),
     };
-    PODMAN.lock().unwrap().take().map(|p| p.teardown());
+    teardown();
     let probed = probe_load(d).await;
     StaticFigures {
         to_running,
