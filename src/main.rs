@@ -117,6 +117,20 @@ enum Cmd {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Show the pods' CPU and memory, as kubectl top: `peapod top pods [-n NS|-A] [--containers]`.
+    Top {
+        /// The resource type: pods (pod, po).
+        resource: String,
+        /// The namespace (default "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// One row per container.
+        #[arg(long)]
+        containers: bool,
+    },
     /// Run a command in a container: `peapod exec POD [-c C] [-i] [-t] -- CMD ARGS...`.
     /// Exits with the command's exit code.
     Exec {
@@ -257,6 +271,28 @@ fn main() -> ExitCode {
                 tty,
             };
             return exec(&cfg, namespace.as_deref().unwrap_or("default"), &pod, &opts);
+        }
+        Cmd::Top {
+            resource,
+            namespace,
+            all_namespaces,
+            containers,
+        } => {
+            if !matches!(resource.as_str(), "pods" | "pod" | "po") {
+                eprintln!("error: peapod top serves pods, not \"{resource}\"");
+                return ExitCode::FAILURE;
+            }
+            let ns = (!all_namespaces).then(|| namespace.unwrap_or_else(|| "default".into()));
+            let socket = cfg.static_pods.api_socket.clone();
+            return client(async move {
+                let (out, note) =
+                    peapod::cli::top::top_pods(&socket, ns.as_deref(), containers).await?;
+                print!("{out}");
+                if let Some(n) = note {
+                    eprintln!("{n}");
+                }
+                Ok(())
+            });
         }
         Cmd::Logs {
             pod,

@@ -441,3 +441,67 @@ async fn apply_and_delete_without_knowing_the_manifest_directory() {
     );
     d.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_pods_shows_cpu_and_memory_as_kubectl() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    // A busy container held to 200m, and an idle one.
+    write_manifest(
+        &d,
+        "busy.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: busy}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: spin
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "exec dd if=/dev/zero of=/dev/null"]
+    resources: {limits: {cpu: 200m, memory: 64Mi}}
+  - name: idle
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3000"]
+"#,
+    );
+    wait_pod(&d, "busy", Duration::from_secs(30), |v| {
+        status_of(v, "spin")["state"]["running"].is_object()
+            && status_of(v, "idle")["state"]["running"].is_object()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, out, err) = d.cli(&["top", "pods", "--containers"]);
+    assert!(ok, "{err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"],
+        "{out}"
+    );
+    let row = |name: &str| lines.iter().find(|l| l.get(1) == Some(&name)).cloned();
+    let spin = row("spin").unwrap_or_else(|| panic!("{out}"));
+    let millis: u64 = spin[2].trim_end_matches('m').parse().unwrap();
+    // Held to 200m by its limit; sampled over 200 ms, so loosely.
+    assert!((50..=400).contains(&millis), "{out}");
+    assert!(spin[3].ends_with("Mi"), "{out}");
+    let idle = row("idle").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(idle[2], "0m", "{out}");
+    let (ok, out, _) = d.cli(&["top", "pods"]);
+    assert!(
+        ok && out.lines().nth(1).is_some_and(|l| l.starts_with("busy ")),
+        "{out}"
+    );
+    let (ok, _, err) = d.cli(&["top", "pods", "-n", "nothing-here"]);
+    assert!(ok);
+    assert_eq!(err.trim(), "No resources found in nothing-here namespace.");
+    d.cleanup().await;
+}

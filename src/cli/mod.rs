@@ -13,3 +13,4 @@ pub mod logs;
 pub mod pods;
 pub mod status;
 pub mod table;
+pub mod top;

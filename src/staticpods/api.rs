@@ -11,6 +11,8 @@
 //!   tailLines=N&timestamps=true`: a container's log as `text/plain`, streamed with follow.
 //! - `POST /api/v1/namespaces/{ns}/pods/{name}/exec?container=C&command=..&stdin=true&
 //!   tty=true`, upgraded to `peapod-exec`: runs the command, its streams on the connection.
+//! - `GET /apis/metrics.k8s.io/v1beta1[/namespaces/{ns}]/pods`: PodMetrics (CPU over a
+//!   200 ms window, memory working set) of the pods with running containers.
 //! - `GET /peapod/v1/manifest-errors`: the manifest directory's errors, one string each.
 //! - `PUT /peapod/v1/manifests/{file}`: the body becomes that manifest once the parser accepts
 //!   it (422 otherwise); answers what happened to each object (created/configured/unchanged).
@@ -306,6 +308,19 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     match (&method, parts.as_slice()) {
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name, "log"]) => {
             return log(shared, ns, name, query.as_deref()).await;
+        }
+        (&Method::GET, ["apis", "metrics.k8s.io", "v1beta1", "pods"]) => {
+            return reply(
+                StatusCode::OK,
+                super::metrics::pod_metrics(&shared, None).await,
+            );
+        }
+        (&Method::GET, ["apis", "metrics.k8s.io", "v1beta1", "namespaces", ns, "pods"]) => {
+            let ns = ns.to_string();
+            return reply(
+                StatusCode::OK,
+                super::metrics::pod_metrics(&shared, Some(&ns)).await,
+            );
         }
         (&Method::POST, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
             return exec(shared, ns, name, req);

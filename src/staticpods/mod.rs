@@ -21,6 +21,7 @@ pub mod events;
 mod execute;
 mod logs;
 pub mod manifests;
+mod metrics;
 mod observe;
 mod orphans;
 pub mod prober;
