@@ -120,8 +120,8 @@ async fn start_pod(
     (pod, id, t.elapsed())
 }
 
-/// A daemon on the harness's private directories, run with extra config lines (the harness's
-/// own config file has only the socket, the directories and the cgroup parent): the harness
+/// A daemon on the harness's private directories, run with extra config lines (its config
+/// file has only the socket, the directories, the cgroup parent and these): the harness
 /// starts its daemon (importing the fixtures), this stops it and starts its own. Pods are
 /// removed and the directories deleted at the end, or when a test panics.
 struct ConfiguredDaemon {
@@ -137,7 +137,10 @@ impl ConfiguredDaemon {
         std::fs::write(
             &config,
             format!(
-                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{extra}\n",
+                // Nothing of the host's: no pod network (so no CNI config of the machine's is
+                // picked up) and no static pods (so not the machine's manifest directory).
+                "socket = {:?}\nroot_dir = {:?}\nstate_dir = {:?}\ncgroup_parent = {:?}\n{extra}\n\
+                 [network]\nmode = \"none\"\n[static_pods]\nmanifest_dir = \"\"\n",
                 d.socket, d.root, d.state, d.cgroup_parent
             ),
         )

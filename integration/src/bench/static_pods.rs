@@ -285,10 +285,15 @@ impl Podman {
         let dir = std::env::temp_dir().join(format!("peapod-bench-podman-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         // podman asks for nofile and nproc limits above what root may set here (the
-        // machine's hard limits): lower ones, which cost nothing in the figures.
+        // machine's hard limits): lower ones, which cost nothing in the figures. Its network
+        // config (and lock) in a private directory, never /etc/cni.
         std::fs::write(
             dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n",
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+                 [network]\nnetwork_config_dir = {:?}\n",
+                dir.join("net.d")
+            ),
         )
         .map_err(|e| e.to_string())?;
         *PODMAN.lock().unwrap() = Some(PodmanTeardown { dir: dir.clone() });
