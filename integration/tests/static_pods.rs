@@ -57,6 +57,17 @@ async fn a_manifest_runs_its_pod_and_deleting_it_removes_everything() {
     assert_eq!(v["spec"]["nodeName"], "peapod-it");
     let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
     assert_eq!(v["status"]["phase"], "Running", "{:#}", v["status"]);
+    // The node's address, where it has a route out (the VM's guest has none).
+    let (ok, routes) = sh("ip", &["route", "show", "default"]);
+    if ok && !routes.trim().is_empty() {
+        let ip = v["status"]["hostIP"].as_str().unwrap_or_default();
+        let (_, addrs) = sh("ip", &["-o", "addr"]);
+        assert!(
+            !ip.is_empty() && addrs.contains(&format!(" {ip}/")),
+            "hostIP {ip:?} is not an address of this node:\n{addrs}"
+        );
+        assert_eq!(v["status"]["hostIPs"][0]["ip"], ip);
+    }
     // The init container ran to completion first, and wrote what the app reads.
     let init = &v["status"]["initContainerStatuses"][0];
     assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init:#}");
@@ -252,6 +263,26 @@ spec:
     assert_eq!(cs["restartCount"], 0, "{cs:#}");
     let (ok, out, _) = d.cli(&["get", "pods", "-A"]);
     assert!(ok && out.contains("edge") && out.contains("keep"), "{out}");
+    // A clean shutdown (SIGTERM, as a service manager stops it) leaves the pod running too.
+    let pid = d.pid().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        d.wait_exit(Duration::from_secs(20)),
+        "the daemon ignored SIGTERM"
+    );
+    d.spawn().await;
+    let v = wait_pod_ns(&d, "edge", "keep").await;
+    let cs = &v["status"]["containerStatuses"][0];
+    assert_eq!(
+        cs["containerID"],
+        id.as_str(),
+        "replaced after a clean shutdown"
+    );
+    assert_eq!(cs["restartCount"], 0, "{cs:#}");
     d.cleanup().await;
 }
 

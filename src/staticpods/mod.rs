@@ -153,7 +153,7 @@ pub fn start(engine: Arc<Engine>, cfg: StaticPodsConfig) -> Arc<Shared> {
         engine,
         clock: Box::new(RealClock::new()),
         node_name: cfg.node_name.clone(),
-        host_ips: Vec::new(),
+        host_ips: host_ips(),
         allocatable: node_resources(),
         pods_dir: cfg.pods_dir.clone(),
         log_root: cfg.log_root.clone(),
@@ -163,6 +163,26 @@ pub fn start(engine: Arc<Engine>, cfg: StaticPodsConfig) -> Arc<Shared> {
     });
     tokio::spawn(source::run(shared.clone(), cfg.manifest_dir));
     shared
+}
+
+/// The node's address, as kubelet reports it in status.hostIP and the downward API: the source
+/// address the kernel picks for a route out of the node. A UDP connect only chooses the route;
+/// nothing is sent. None on a node with no route out (an empty list, as kubelet without one).
+fn host_ips() -> Vec<String> {
+    let probe = |bind: &str, to: &str| {
+        let s = std::net::UdpSocket::bind(bind).ok()?;
+        s.connect(to).ok()?;
+        let ip = s.local_addr().ok()?.ip();
+        (!ip.is_unspecified() && !ip.is_loopback()).then(|| ip.to_string())
+    };
+    // Documentation addresses (RFC 5737, RFC 3849): never a real peer.
+    [
+        probe("0.0.0.0:0", "192.0.2.1:9"),
+        probe("[::]:0", "[2001:db8::1]:9"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The node's CPUs and memory, for admission and resourceFieldRef defaults.

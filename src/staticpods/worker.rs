@@ -128,6 +128,17 @@ async fn run_inner(
             previous: status.as_ref(),
             now,
         });
+        let mut st = st;
+        if let Some(ip) = shared.host_ips.first() {
+            st.host_ip = Some(ip.clone());
+            st.host_ips = Some(
+                shared
+                    .host_ips
+                    .iter()
+                    .map(|ip| k8s_openapi::api::core::v1::HostIP { ip: ip.clone() })
+                    .collect(),
+            );
+        }
         status = Some(st.clone());
         let mut shown = pod.clone();
         shown.status = Some(st);
