@@ -259,6 +259,11 @@ impl PodmanTeardown {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
         let _ = std::fs::remove_dir_all(&p.dir);
+        // podman's cgroupfs parent of its pods: rmdir only, so one holding pods of another
+        // podman stays.
+        for m in cgroup_mounts() {
+            let _ = std::fs::remove_dir(m.join("libpod_parent"));
+        }
     }
 }
 
