@@ -414,33 +414,16 @@ impl Executor {
             return false;
         };
         let engine = &self.shared.engine;
-        if let Err(e) = self.ensure_image(pod, objects, c).await {
-            warn!(container = %c.name, error = %e.1, "pulling the image");
-            self.shared.event(
-                pod,
-                Some(&c.name),
-                EventType::Warning,
-                "Failed",
-                format!("Error: {}", e.0),
-            );
-            reasons.set(&c.name, e.0, &e.1);
-            return false;
+        if let Err((reason, message)) = self.ensure_image(pod, objects, c).await {
+            return self.start_failed(pod, c, reasons, reason, &message, reason);
         }
         let mut ctx = self.context(pod, objects, rt);
         ctx.restart_count = s.restart_count;
         let plan = match podspec::container_config(pod, c, &ctx) {
             Ok(p) => p,
             Err(e) => {
-                warn!(container = %c.name, error = %e, "container config");
-                self.shared.event(
-                    pod,
-                    Some(&c.name),
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {e}"),
-                );
-                reasons.set(&c.name, "CreateContainerConfigError", &e.to_string());
-                return false;
+                let e = e.to_string();
+                return self.start_failed(pod, c, reasons, "CreateContainerConfigError", &e, &e);
             }
         };
         if let Some(p) = plan.termination_log.parent() {
@@ -466,16 +449,8 @@ impl Executor {
         let id = match engine.create_container(sandbox_id, config).await {
             Ok(id) => id,
             Err(e) => {
-                warn!(container = %c.name, error = %e, "creating container");
-                self.shared.event(
-                    pod,
-                    Some(&c.name),
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {e}"),
-                );
-                reasons.set(&c.name, "CreateContainerError", &e.to_string());
-                return false;
+                let e = e.to_string();
+                return self.start_failed(pod, c, reasons, "CreateContainerError", &e, &e);
             }
         };
         let ev = |kind, reason: &str, message: String| {
@@ -487,10 +462,8 @@ impl Executor {
             format!("Created container {}", c.name),
         );
         if let Err(e) = engine.start_container(&id).await {
-            warn!(container = %c.name, error = %e, "starting container");
-            ev(EventType::Warning, "Failed", format!("Error: {e}"));
-            reasons.set(&c.name, "RunContainerError", &e.to_string());
-            return false;
+            let e = e.to_string();
+            return self.start_failed(pod, c, reasons, "RunContainerError", &e, &e);
         }
         ev(
             EventType::Normal,
@@ -530,6 +503,30 @@ impl Executor {
             }
         }
         true
+    }
+
+    /// A step of starting `c` failed: the log line, kubelet's `Failed` warning event
+    /// ("Error: <shown>"), and `reason` with `message` for the status while the container
+    /// waits. Always false, for [`Self::start`] to return.
+    fn start_failed(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        reasons: &mut ReasonCache,
+        reason: &str,
+        message: &str,
+        shown: &str,
+    ) -> bool {
+        warn!(container = %c.name, reason, error = %message, "starting the container failed");
+        self.shared.event(
+            pod,
+            Some(&c.name),
+            EventType::Warning,
+            "Failed",
+            format!("Error: {shown}"),
+        );
+        reasons.set(&c.name, reason, message);
+        false
     }
 
     /// The image of `c`, pulled as its imagePullPolicy says (kubelet's defaults: Always for
