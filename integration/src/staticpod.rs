@@ -77,6 +77,25 @@ pub fn condition<'a>(v: &'a Value, kind: &str) -> Option<&'a str> {
         .as_str()
 }
 
+/// A one-container pod `name` (container `c`, the busybox fixture) running `sh -c CMD`, with
+/// a 1 s grace period.
+pub fn shell_pod(name: &str, cmd: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: peapod.test/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{cmd}"]
+"#
+    )
+}
+
 /// Writes a manifest aside and renames it in, as an editor or `peapod apply` does: the
 /// daemon never reads half a file.
 pub fn write_manifest(d: &Daemon, file: &str, yaml: &str) {

@@ -524,22 +524,7 @@ async fn an_edited_manifest_replaces_its_pod_and_a_broken_one_harms_no_other() {
         return;
     }
     let d = Daemon::start().await;
-    let pod = |name: &str, cmd: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: peapod.test/busybox:latest
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "{cmd}"]
-"#
-        )
-    };
+    let pod = shell_pod;
     write_manifest(&d, "a.yaml", &pod("a", "exec sleep 3000"));
     write_manifest(&d, "b.yaml", &pod("b", "exec sleep 3000"));
     let a = wait_pod(&d, "a", Duration::from_secs(30), |v| {
@@ -618,22 +603,7 @@ async fn manifests_changed_while_the_daemon_was_down_are_reconciled_at_restart()
         return;
     }
     let mut d = Daemon::start().await;
-    let pod = |name: &str, cmd: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: peapod.test/busybox:latest
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "{cmd}"]
-"#
-        )
-    };
+    let pod = shell_pod;
     write_manifest(&d, "gone.yaml", &pod("gone", "exec sleep 3000"));
     write_manifest(&d, "edit.yaml", &pod("edit", "exec sleep 3000"));
     let running = |v: &Value| container_state(v, "c")["running"].is_object();
