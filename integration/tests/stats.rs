@@ -189,11 +189,13 @@ async fn cpu_and_memory_of_busy_containers() {
         "burn"
     );
 
-    // Memory: the working set counts the 100 MiB dd holds.
-    let s = wait_stats(&mut rt, alloc, "a working set of 100 MiB", |s| {
-        s.memory
-            .as_ref()
-            .is_some_and(|m| value(&m.working_set_bytes) >= 100 * MIB)
+    // Memory: the working set and the anonymous memory count the 100 MiB dd holds. cgroup v2
+    // flushes memory.stat (anon) lazily, up to a couple of seconds behind memory.current, so
+    // both are waited for.
+    let s = wait_stats(&mut rt, alloc, "a working set and rss of 100 MiB", |s| {
+        s.memory.as_ref().is_some_and(|m| {
+            value(&m.working_set_bytes) >= 100 * MIB && value(&m.rss_bytes) >= 100 * MIB
+        })
     })
     .await;
     let m = s.memory.unwrap();
