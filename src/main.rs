@@ -44,6 +44,10 @@ enum Cmd {
         /// Log filter, as RUST_LOG (default info).
         #[arg(long, env = "PEAPOD_LOG", default_value = "info")]
         log_level: String,
+        /// Log lines as text for people, or json (one object per line, for journald and
+        /// log shippers).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Show static pods or their events as kubectl does:
     /// `peapod get pods [NAME] [-n NS | -A] [-o wide|json|yaml|name]`, `peapod get events`.
@@ -152,11 +156,31 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The daemon's configuration: `peapod config default` prints every key with its default,
+    /// commented; `peapod config check FILE` reports each error with its line and key.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Manage the local image store.
     Image {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the default configuration as commented TOML.
+    Default,
+    /// Check a config file: every unknown key, bad type or unusable value, with its line.
+    Check { file: PathBuf },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -226,6 +250,10 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the config is loaded: these read a file of their own, or none.
+    if let Cmd::Config { cmd } = &cli.cmd {
+        return config_cmd(cmd);
+    }
     let cfg = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -234,8 +262,13 @@ fn main() -> ExitCode {
         }
     };
     let res = match cli.cmd {
-        Cmd::Daemon { log_level, .. } => daemon(cfg, &log_level),
+        Cmd::Daemon {
+            log_level,
+            log_format,
+            ..
+        } => daemon(cfg, &log_level, log_format),
         Cmd::Image { cmd } => image(cfg, cmd),
+        Cmd::Config { .. } => unreachable!("handled before the config is loaded"),
         Cmd::Describe {
             resource,
             name,
@@ -359,8 +392,10 @@ fn tune_malloc() {
     }
 }
 
-fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
+fn daemon(cfg: Config, log_level: &str, log_format: LogFormat) -> Result<(), String> {
     tune_malloc();
+    // Before any thread exists: it changes the environment.
+    let notifier = peapod::notify::Notifier::from_env();
     // libcgroups reports every unmounted v1 controller at warn level on each call: noise. h2
     // logs every HTTP/2 frame at debug level, several per RPC and more as a List response
     // grows (a pod list is sent in 16 KiB frames): at --log-level debug, formatting and
@@ -368,11 +403,20 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("h2=info,{log_level},libcgroups=error"))
             .map_err(|e| format!("--log-level: {e}"))?;
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // journald stamps each line itself; the event's own time stays for shippers.
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     // Two workers: the daemon mostly waits on child processes and the socket.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -383,12 +427,14 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
     rt.block_on(async move {
         let socket = cfg.socket.clone();
         let stream_addr = cfg.stream_server_addr();
+        let metrics_addr = cfg.metrics_addr()?;
         let static_cfg = cfg.static_pods.clone();
         let root_dir = cfg.root_dir.clone();
         let engine = peapod::pod::Engine::new(cfg)
             .await
             .map_err(|e| format!("starting the pod engine: {e}"))?;
-        let shutdown = async {
+        let stop_notifier = notifier.clone();
+        let shutdown = async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("installing the SIGTERM handler");
@@ -398,6 +444,7 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
             }
             // Pods and containers are left running on purpose: their monitors own them.
             tracing::info!("shutting down; pods keep running");
+            stop_notifier.stopping();
         };
         if !static_cfg.manifest_dir.as_os_str().is_empty() {
             let node_name = if static_cfg.node_name.is_empty() {
@@ -421,14 +468,58 @@ fn daemon(cfg: Config, log_level: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("local API on {}: {e}", static_cfg.api_socket.display()))?;
         }
+        if let Some(addr) = metrics_addr {
+            peapod::metrics::serve(addr, engine.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let streaming = peapod::cri::Streaming {
             addr: stream_addr,
             backend: Arc::new(peapod::cri::stream_backend::EngineBackend(engine.clone())),
         };
-        peapod::cri::serve(engine, &socket, Some(streaming), shutdown)
+        // Recovery is done (Engine::new) and the static pods' API is up: ready once the CRI
+        // socket answers.
+        let ready = || notifier.ready();
+        peapod::cri::serve(engine, &socket, Some(streaming), ready, shutdown)
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// `peapod config default` and `peapod config check FILE` (exit 1 when it has errors, each
+/// printed as `FILE:LINE: key: message`, as compilers do).
+fn config_cmd(cmd: &ConfigCmd) -> ExitCode {
+    match cmd {
+        ConfigCmd::Default => {
+            print!("{}", peapod::config::check::DEFAULT_TOML);
+            ExitCode::SUCCESS
+        }
+        ConfigCmd::Check { file } => {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let issues = peapod::config::check::check(&text);
+            for i in &issues {
+                let line = i.line.map(|l| format!(":{l}")).unwrap_or_default();
+                let key = if i.key.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}:", i.key)
+                };
+                println!("{}{line}:{key} {}", file.display(), i.message);
+            }
+            if issues.is_empty() {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 /// The small runtime a CLI command's requests run on; kubectl's exit 1 if there is none.

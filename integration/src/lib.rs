@@ -5,6 +5,7 @@
 //! print why and pass vacuously only through [`require_root`], which the README's test command
 //! never hits because CI runs as root.
 
+pub mod layout;
 pub mod staticpod;
 
 use std::collections::HashMap;
@@ -113,6 +114,8 @@ pub struct Daemon {
     pub extra_config: String,
     /// Extra environment for the daemon process (e.g. PEAPOD_FAILPOINT), applied at spawn.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `peapod daemon` (e.g. `--log-format json`), applied at spawn.
+    pub args: Vec<String>,
     /// This daemon's own pod network (bridge, CIDR, nft table), so that daemons of tests
     /// running side by side never share one.
     pub net: TestNet,
@@ -198,6 +201,7 @@ impl Daemon {
             log: base.join("daemon.log"),
             extra_config: extra.to_string(),
             env: Vec::new(),
+            args: Vec::new(),
             net: TestNet::new(),
             child: None,
         };
@@ -294,6 +298,7 @@ impl Daemon {
             .arg("--config")
             .arg(self.config_file())
             .args(["daemon", "--log-level", "debug"])
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -457,6 +462,7 @@ impl Drop for Daemon {
             log: self.log.clone(),
             extra_config: self.extra_config.clone(),
             env: Vec::new(),
+            args: Vec::new(),
             net: self.net.clone(),
             child: self.child.take(),
         };

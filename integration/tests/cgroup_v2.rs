@@ -427,7 +427,7 @@ async fn crun_is_the_default_handler_and_runc_works_too() {
         names.contains(&"crun") && names.contains(&"runc"),
         "{names:?}"
     );
-    let cfg: serde_json::Value = serde_json::from_str(&status.info["config"]).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&status.info["runtime"]).unwrap();
     assert_eq!(cfg["cgroupVersion"], "v2", "{cfg}");
     assert_eq!(cfg["defaultRuntime"], "crun", "{cfg}");
 

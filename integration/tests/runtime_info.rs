@@ -37,8 +37,17 @@ async fn version_status_and_config() {
         "{:?}",
         s.runtime_handlers
     );
+    let found: serde_json::Value = serde_json::from_str(&s.info["runtime"]).unwrap();
+    assert_eq!(found["cgroupDriver"], "cgroupfs");
+    // The effective config: the file's keys, every default filled in, and the same config
+    // once read back.
     let cfg: serde_json::Value = serde_json::from_str(&s.info["config"]).unwrap();
-    assert_eq!(cfg["cgroupDriver"], "cgroupfs");
+    assert_eq!(cfg["socket"], d.socket.to_str().unwrap(), "{cfg}");
+    assert_eq!(cfg["cgroup_parent"], d.cgroup_parent.as_str(), "{cfg}");
+    assert_eq!(cfg["network"]["nft_table"], d.net.table.as_str(), "{cfg}");
+    assert_eq!(cfg["stop_timeout_secs"], 10, "a default filled in: {cfg}");
+    let back: peapod::config::Config = serde_json::from_value(cfg.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&back).unwrap(), cfg);
 
     let rc = rt
         .runtime_config(RuntimeConfigRequest::default())

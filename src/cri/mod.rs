@@ -5,6 +5,7 @@ mod container;
 mod events;
 mod exec;
 mod image;
+mod rpc_metrics;
 mod runtime_info;
 mod sandbox;
 mod stats;
@@ -64,11 +65,13 @@ pub enum ServeError {
 /// Serves both CRI services on `socket` (mode 0600: root only, a filesystem socket so a
 /// host-network pod cannot reach it, unlike an abstract one) until `shutdown` resolves. With
 /// `streaming`, the streaming server runs alongside (and stops with it); without, Exec, Attach
-/// and PortForward are UNIMPLEMENTED.
+/// and PortForward are UNIMPLEMENTED. `ready` runs once the socket is bound, so a client that
+/// connects after it is answered.
 pub async fn serve(
     engine: Arc<Engine>,
     socket: &Path,
     streaming: Option<Streaming>,
+    ready: impl FnOnce(),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let stream_server = match streaming {
@@ -98,8 +101,10 @@ pub async fn serve(
     let listener = listener.map_err(err)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
+    ready();
     let svc = CriServer::new(engine, stream_server);
     tonic::transport::Server::builder()
+        .layer(rpc_metrics::RpcMetricsLayer)
         .add_service(RuntimeServiceServer::new(svc.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(svc).max_decoding_message_size(16 << 20))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)

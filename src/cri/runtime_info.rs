@@ -56,17 +56,18 @@ impl CriServer {
         };
         let mut info = std::collections::HashMap::new();
         if r.get_ref().verbose {
-            let cfg = serde_json::json!({
-                "socket": e.cfg.socket,
-                "rootDir": e.cfg.root_dir,
-                "stateDir": e.cfg.state_dir,
+            // As containerd's `crictl info`: the effective config, keys as in the file (every
+            // default filled in, flags applied), and what the daemon made of it.
+            let cfg = serde_json::to_string(&*e.cfg).unwrap_or_default();
+            info.insert("config".to_string(), cfg);
+            let found = serde_json::json!({
                 "cgroupDriver": e.cfg.cgroup_driver.as_str(),
                 "cgroupVersion": e.cgroups.version(),
                 "defaultRuntime": e.runtimes.default_name(),
                 "runtimes": e.runtimes.names().collect::<Vec<_>>(),
                 "shim": e.shim(),
             });
-            info.insert("config".to_string(), cfg.to_string());
+            info.insert("runtime".to_string(), found.to_string());
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus {

@@ -178,7 +178,9 @@ pub async fn pull(
         downloaded: 0,
     };
     tracing::info!(image = %p.name, "pulling image");
-    let rec = p.run().await?;
+    let res = p.run().await;
+    crate::metrics::global().image_pull(res.is_ok(), p.downloaded, started.elapsed());
+    let rec = res?;
     tracing::info!(
         image = %p.name,
         id = %rec.id,

@@ -41,7 +41,7 @@ const DOCKER_HUB_ALIASES: &[&str] = &["docker.io", "index.docker.io", "registry-
 const ANY_REGISTRY: &str = "*";
 
 /// The `[registry]` configuration section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Mirrors by registry (`docker.io`, `quay.io`, `*`).
@@ -51,7 +51,7 @@ pub struct RegistryConfig {
 }
 
 /// The mirrors of one registry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MirrorConfig {
     /// `http://host[:port]`, `https://host[:port]` or `host[:port]`, tried in order.
@@ -70,7 +70,7 @@ impl Default for MirrorConfig {
 }
 
 /// How to talk to one host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
     /// Plain HTTP instead of HTTPS. Unset: plain HTTP for loopback hosts (`localhost`,

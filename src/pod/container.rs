@@ -418,6 +418,7 @@ impl Engine {
         }
         let rt = self.runtimes.get(&rec.runtime_handler)?;
         let _starting = self.events.starting(&rec.id);
+        let started = std::time::Instant::now();
         if let Err(e) = rt.start(&rec.id).await {
             // The container can never run now: make the runtime kill it so the monitor reports.
             let _ = rt.delete(&rec.id, true).await;
@@ -427,6 +428,9 @@ impl Engine {
             });
             return Err(e.into());
         }
+        crate::metrics::global()
+            .container_start
+            .observe(started.elapsed().as_secs_f64());
         failpoint::hit("container.started");
         record::update(&c.rec, &self.paths.container_dir(&rec.id), |r| {
             r.started_at = now_ns();

@@ -103,6 +103,18 @@ impl Paths {
     }
 }
 
+/// What [`Engine::counts`] finds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub sandboxes_ready: i64,
+    pub sandboxes_not_ready: i64,
+    pub containers_created: i64,
+    pub containers_running: i64,
+    pub containers_exited: i64,
+    pub containers_unknown: i64,
+    pub monitors: i64,
+}
+
 /// Oldest first: by creation time, then ID.
 fn sort_by_creation(v: &mut [(Arc<Container>, ContainerRecord)]) {
     v.sort_by(|a, b| (a.1.created_at, &a.1.id).cmp(&(b.1.created_at, &b.1.id)));
@@ -163,7 +175,24 @@ impl Engine {
             cpu_rates: stats::CpuRates::default(),
         });
         // Before anyone can subscribe to events: recovery reconciles, it does not report.
+        let started = std::time::Instant::now();
         recover::recover(&engine).await;
+        let m = crate::metrics::global();
+        m.recovery_duration.set(started.elapsed().as_secs_f64());
+        let found = engine.counts();
+        crate::metrics::Metrics::set_states(
+            &m.recovered,
+            &[
+                ("sandbox", found.sandboxes_ready + found.sandboxes_not_ready),
+                (
+                    "container",
+                    found.containers_created
+                        + found.containers_running
+                        + found.containers_exited
+                        + found.containers_unknown,
+                ),
+            ],
+        );
         Ok(engine)
     }
 
@@ -242,6 +271,41 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// How many sandboxes and containers are in each state, and how many monitors live: the
+    /// gauges of the metrics endpoint.
+    pub fn counts(&self) -> Counts {
+        let alive = |pid: i32| {
+            pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        };
+        let mut c = Counts::default();
+        self.map_sandboxes(|_, r| {
+            match r.state {
+                SandboxState::Ready => c.sandboxes_ready += 1,
+                SandboxState::NotReady => c.sandboxes_not_ready += 1,
+            }
+            if r.infra.as_ref().is_some_and(|i| alive(i.monitor_pid)) {
+                c.monitors += 1;
+            }
+            None::<()>
+        });
+        self.map_containers(|_, r| {
+            match r.state() {
+                ContainerState::Created => c.containers_created += 1,
+                ContainerState::Running => c.containers_running += 1,
+                ContainerState::Exited => c.containers_exited += 1,
+                ContainerState::Unknown => c.containers_unknown += 1,
+            }
+            // A monitor outlives its container's exit only briefly; count only live ones.
+            if matches!(r.state(), ContainerState::Created | ContainerState::Running)
+                && alive(r.monitor_pid)
+            {
+                c.monitors += 1;
+            }
+            None::<()>
+        });
+        c
     }
 
     /// Layers some container still uses (its rootfs lowers), to keep from garbage collection.

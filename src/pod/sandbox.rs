@@ -149,6 +149,7 @@ impl Engine {
             info!(sandbox_id = %existing, pod = %name, "RunPodSandbox retried: the pod exists");
             return Ok(existing);
         }
+        let started = std::time::Instant::now();
         let id = new_id();
         tracing::Span::current().record("pod", name.as_str());
         tracing::Span::current().record("sandbox_id", id.as_str());
@@ -394,6 +395,9 @@ impl Engine {
         self.publish_sandbox(ContainerEventKind::Started, &sb, false);
         self.watch_pause(sb);
         info!("pod sandbox ready");
+        crate::metrics::global()
+            .sandbox_start
+            .observe(started.elapsed().as_secs_f64());
         Ok(id)
     }
 

@@ -2,9 +2,11 @@
 //!
 //! Every field has a default so `peapod daemon` runs with no config at all.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub mod check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,8 +24,21 @@ pub enum ConfigError {
     Invalid { path: PathBuf, reason: String },
 }
 
+/// A value that parses but cannot work: its dotted key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
 /// How container cgroups are named and created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupDriver {
     /// Plain paths under /sys/fs/cgroup, created by peapod and the OCI runtime.
@@ -43,7 +58,7 @@ impl CgroupDriver {
 }
 
 /// One CRI runtime handler: a name kubelet puts in RuntimeClass, and the OCI runtime binary.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeHandler {
     /// Path or bare name (looked up in PATH) of an OCI runtime CLI (runc, crun, youki).
@@ -53,7 +68,7 @@ pub struct RuntimeHandler {
     pub args: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The CRI gRPC socket.
@@ -94,6 +109,8 @@ pub struct Config {
     /// How many container events a GetContainerEvents subscriber may fall behind by before it
     /// is dropped (its stream ends with an error; it then relists and subscribes again).
     pub event_buffer: usize,
+    /// The Prometheus metrics endpoint (`HOST:PORT`, or `:PORT` for 127.0.0.1). Empty: off.
+    pub metrics_address: String,
     /// The pod network.
     pub network: NetworkConfig,
     /// Static pods: the manifest directory and the local API.
@@ -101,7 +118,7 @@ pub struct Config {
 }
 
 /// `[static_pods]`: the manifest door.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticPodsSection {
     /// The manifest directory (created if missing); empty turns static pods off.
@@ -127,7 +144,7 @@ impl Default for StaticPodsSection {
 }
 
 /// Which network pods (other than hostNetwork ones) get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// CNI when `cni_conf_dir` holds a network config, else the built-in bridge.
@@ -153,7 +170,7 @@ impl NetworkMode {
 }
 
 /// `[network]`: the pod network's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     pub mode: NetworkMode,
@@ -230,6 +247,7 @@ impl Default for Config {
             stream_server_address: "127.0.0.1".into(),
             stream_server_port: 0,
             event_buffer: crate::pod::events::DEFAULT_BUFFER,
+            metrics_address: String::new(),
             network: NetworkConfig::default(),
             static_pods: StaticPodsSection::default(),
         }
@@ -260,68 +278,96 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            reason,
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                reason: p.to_string(),
+            }),
+        }
+    }
+
+    /// Every value that parses but cannot work, with the key it is at.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            out.push(Problem {
+                key: key.to_string(),
+                reason,
+            })
         };
         for (name, dir) in [("root_dir", &self.root_dir), ("state_dir", &self.state_dir)] {
             if !dir.is_absolute() {
-                return Err(invalid(format!(
-                    "{name} must be absolute: {}",
-                    dir.display()
-                )));
+                bad(name, format!("must be absolute: {}", dir.display()));
             }
         }
         if self.cgroup_driver == CgroupDriver::Cgroupfs && !self.cgroup_parent.starts_with('/') {
-            return Err(invalid(format!(
-                "cgroup_parent must be an absolute cgroup path with the cgroupfs driver: {}",
-                self.cgroup_parent
-            )));
+            bad(
+                "cgroup_parent",
+                format!(
+                    "must be an absolute cgroup path with the cgroupfs driver: {}",
+                    self.cgroup_parent
+                ),
+            );
         }
         if self.cgroup_driver == CgroupDriver::Systemd && !self.cgroup_parent.ends_with(".slice") {
-            return Err(invalid(format!(
-                "cgroup_parent must be a systemd slice (NAME.slice) with the systemd driver: {}",
-                self.cgroup_parent
-            )));
+            bad(
+                "cgroup_parent",
+                format!(
+                    "must be a systemd slice (NAME.slice) with the systemd driver: {}",
+                    self.cgroup_parent
+                ),
+            );
         }
         if self.event_buffer == 0 {
-            return Err(invalid("event_buffer must be at least 1".into()));
+            bad("event_buffer", "must be at least 1".into());
         }
         if !self.sandbox_image.is_empty() {
-            crate::image::reference::normalize(&self.sandbox_image)
-                .map_err(|e| invalid(format!("sandbox_image: {e}")))?;
+            if let Err(e) = crate::image::reference::normalize(&self.sandbox_image) {
+                bad("sandbox_image", e.to_string());
+            }
         }
         if self
             .stream_server_address
             .parse::<std::net::IpAddr>()
             .is_err()
         {
-            return Err(invalid(format!(
-                "stream_server_address must be an IP address: {:?}",
-                self.stream_server_address
-            )));
+            bad(
+                "stream_server_address",
+                format!("must be an IP address: {:?}", self.stream_server_address),
+            );
         }
-        self.registry
-            .validate()
-            .map_err(|e| invalid(format!("[registry]: {e}")))?;
+        if let Err(e) = self.metrics_addr() {
+            bad("metrics_address", e);
+        }
+        if let Err(e) = self.registry.validate() {
+            // The registry's own message starts with its key (`registry.hosts."h:5000": ...`).
+            match e.split_once(": ") {
+                Some((key, reason)) => bad(key, reason.to_string()),
+                None => bad("registry", e),
+            }
+        }
         let n = &self.network;
         if !n.pod_cidr.is_empty() && n.pod_cidr.parse::<ipnet::Ipv4Net>().is_err() {
-            return Err(invalid(format!(
-                "[network] pod_cidr must be an IPv4 CIDR: {:?}",
-                n.pod_cidr
-            )));
+            bad(
+                "network.pod_cidr",
+                format!("must be an IPv4 CIDR: {:?}", n.pod_cidr),
+            );
         }
         if !n.pod_cidr_v6.is_empty() && n.pod_cidr_v6.parse::<ipnet::Ipv6Net>().is_err() {
-            return Err(invalid(format!(
-                "[network] pod_cidr_v6 must be an IPv6 CIDR: {:?}",
-                n.pod_cidr_v6
-            )));
+            bad(
+                "network.pod_cidr_v6",
+                format!("must be an IPv6 CIDR: {:?}", n.pod_cidr_v6),
+            );
         }
         if n.bridge.is_empty() || n.bridge.len() > 15 || n.bridge.contains(['/', ' ']) {
-            return Err(invalid(format!(
-                "[network] bridge must be an interface name of 1 to 15 characters: {:?}",
-                n.bridge
-            )));
+            bad(
+                "network.bridge",
+                format!(
+                    "must be an interface name of 1 to 15 characters: {:?}",
+                    n.bridge
+                ),
+            );
         }
         if n.nft_table.is_empty()
             || !n
@@ -329,28 +375,45 @@ impl Config {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(invalid(format!(
-                "[network] nft_table must be a plain name: {:?}",
-                n.nft_table
-            )));
+            bad(
+                "network.nft_table",
+                format!("must be a plain name: {:?}", n.nft_table),
+            );
         }
         for name in self.runtimes.keys() {
             if !crate::fsutil::is_safe_id(name) {
-                return Err(invalid(format!(
-                    "runtime handler name {name:?} is not a plain name"
-                )));
+                bad(
+                    &format!("runtimes.{name:?}"),
+                    format!("runtime handler name {name:?} is not a plain name"),
+                );
             }
         }
         if !self.default_runtime.is_empty()
             && !self.runtimes.is_empty()
             && !self.runtimes.contains_key(&self.default_runtime)
         {
-            return Err(invalid(format!(
-                "default_runtime {:?} is not among runtimes",
-                self.default_runtime
-            )));
+            bad(
+                "default_runtime",
+                format!("{:?} is not among runtimes", self.default_runtime),
+            );
         }
-        Ok(())
+        out
+    }
+
+    /// Where the metrics endpoint listens: `HOST:PORT`, or `:PORT` for 127.0.0.1; None when
+    /// `metrics_address` is empty (the endpoint is off).
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let a = self.metrics_address.trim();
+        if a.is_empty() {
+            return Ok(None);
+        }
+        let full = match a.strip_prefix(':') {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => a.to_string(),
+        };
+        full.parse()
+            .map(Some)
+            .map_err(|_| format!("must be HOST:PORT or :PORT with an IP address for HOST: {a:?}"))
     }
 
     /// Where the streaming server listens (validated at load).
@@ -477,7 +540,7 @@ mod tests {
     #[test]
     fn bad_configs_name_the_problem() {
         let e = Config::parse("root_dir = \"rel\"", Path::new("/etc/p.toml")).unwrap_err();
-        assert!(e.to_string().contains("root_dir must be absolute"), "{e}");
+        assert!(e.to_string().contains("root_dir: must be absolute"), "{e}");
         let e = Config::parse("bogus = 1", Path::new("/etc/p.toml")).unwrap_err();
         assert!(e.to_string().contains("/etc/p.toml"), "{e}");
         let e = Config::parse(
