@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 
-.PHONY: all build release deps run test test-long unit e2e lint bench clean-test
+.PHONY: all build release deps run test test-long unit e2e lint bench clean-test deb
 
 all: build
 
@@ -45,6 +45,12 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The Debian package (target/deb/peapod_<version>_<arch>.deb): peapod, the static monitor, the
+# systemd unit, the default config and the manifest directory. Install it with
+# `apt-get install ./target/deb/peapod_*.deb`.
+deb: release
+	hack/deb.sh $(RELEASE_DIR) $(TARGET_DIR)/deb
 
 # Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
 bench: deps release
