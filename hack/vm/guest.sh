@@ -51,22 +51,73 @@ echo "vm-guest: boot to first test: $(cut -d' ' -f1 /proc/uptime) s"
 results="$VM/results"
 : >"$results"
 mkdir -p "$VM/logs"
-rc=0
-while read -r exe args <&3; do
-	case "$exe" in '' | '#'*) continue ;; esac
+# The plan runs in VM_LANES lanes (default 2): each lane takes the next test binary when it is
+# free. Most of the suite waits on timers (probe periods, grace periods, back-offs, restarts),
+# so two binaries at a time use the vCPUs far better than one; with one lane the console
+# shows each binary's output as it runs, with more only a line per binary (and the whole log
+# of a failed one), the full output being in target/vm/logs/NAME.log either way.
+LANES="${VM_LANES:-2}"
+grep -Ev '^[[:space:]]*(#|$)' "$VM/plan" >"$VM/plan.run" || true
+echo 0 >"$VM/plan.next"
+
+# Prints the plan's next line, or fails when every line is taken.
+take() {
+	local n
+	exec 8>>"$VM/plan.lock"
+	flock 8
+	n=$(cat "$VM/plan.next")
+	echo $((n + 1)) >"$VM/plan.next"
+	exec 8>&-
+	sed -n "$((n + 1))p" "$VM/plan.run" | grep .
+}
+
+run_one() {
+	local exe=$1 args=$2 name t0 t1 st summary
 	name=$(basename "$exe")
 	name=${name%-*}
 	t0=$(cut -d' ' -f1 /proc/uptime)
 	echo "===== vm-guest: $name $args (at ${t0} s)"
-	# shellcheck disable=SC2086 # args are libtest flags and filters, split on purpose
-	timeout -k 10 "$BIN_TIMEOUT" "$exe" $args </dev/null 2>&1 | tee "$VM/logs/$name.log"
-	st=${PIPESTATUS[0]}
+	if [ "$LANES" -eq 1 ]; then
+		# shellcheck disable=SC2086 # args are libtest flags and filters, split on purpose
+		timeout -k 10 "$BIN_TIMEOUT" "$exe" $args </dev/null 2>&1 | tee "$VM/logs/$name.log"
+		st=${PIPESTATUS[0]}
+	else
+		# shellcheck disable=SC2086
+		timeout -k 10 "$BIN_TIMEOUT" "$exe" $args </dev/null >"$VM/logs/$name.log" 2>&1
+		st=$?
+	fi
 	[ "$st" -ne 124 ] || echo "vm-guest: $name killed after ${BIN_TIMEOUT}s (VM_BIN_TIMEOUT)"
 	t1=$(cut -d' ' -f1 /proc/uptime)
 	summary=$(grep -E '^test result:' "$VM/logs/$name.log" | tail -1)
 	echo "$name exit=$st seconds=$(awk "BEGIN {print $t1 - $t0}") ${summary:-no summary}" >>"$results"
-	[ "$st" -eq 0 ] || rc=1
-done 3<"$VM/plan"
+	echo "===== vm-guest: $name exit=$st after $(awk "BEGIN {print $t1 - $t0}") s: ${summary:-no summary}"
+	if [ "$st" -ne 0 ] && [ "$LANES" -ne 1 ]; then
+		echo "----- vm-guest: $name failed; its output:"
+		cat "$VM/logs/$name.log"
+		echo "----- vm-guest: end of $name"
+	fi
+	return "$st"
+}
+
+lane() {
+	local line exe args rc=0
+	while line=$(take); do
+		exe=${line%% *}
+		args=${line#"$exe"}
+		run_one "$exe" "${args# }" || rc=1
+	done
+	return "$rc"
+}
+
+pids=()
+for _ in $(seq "$LANES"); do
+	lane &
+	pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do
+	wait "$p" || rc=1
+done
 
 echo "===== vm-guest: summary (uptime $(cut -d' ' -f1 /proc/uptime) s)"
 cat "$results"

@@ -455,7 +455,5 @@ async fn metrics_endpoint_counts_what_the_daemon_did() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    let started = Instant::now();
     d.cleanup().await;
-    assert!(started.elapsed() < Duration::from_secs(120));
 }
