@@ -178,10 +178,16 @@ impl Metrics {
     /// One answered RPC; `path` is the HTTP/2 path (`/runtime.v1.RuntimeService/Version`),
     /// `code` the gRPC status code (0 for OK).
     pub fn rpc(&self, path: &str, code: i32, took: Duration) {
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("unknown", path));
+        // The path is the client's to choose: only the CRI's own services get labels of
+        // their own, so no client can grow the families without bound.
+        let (service, method) = match path.trim_start_matches('/').split_once('/') {
+            Some((s @ ("runtime.v1.RuntimeService" | "runtime.v1.ImageService"), m))
+                if m.len() <= 64 && m.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                (s, m)
+            }
+            _ => ("other", "other"),
+        };
         let labels = RpcLabels {
             service: service.to_string(),
             method: method.to_string(),
@@ -279,6 +285,15 @@ mod tests {
         );
         assert!(!text.contains("method=\"Version\",code="), "{text}");
         assert!(text.contains("peapod_grpc_request_duration_seconds_bucket"));
+        // Paths outside the CRI share one label set, whatever a client sends.
+        for p in ["/evil/x1", "/runtime.v1.RuntimeService/A\"b", "/"] {
+            m.rpc(p, 12, Duration::from_millis(1));
+        }
+        let text = m.encode_text();
+        assert!(
+            text.contains("peapod_grpc_requests_total{service=\"other\",method=\"other\"} 3"),
+            "{text}"
+        );
     }
 
     #[test]
