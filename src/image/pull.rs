@@ -44,7 +44,7 @@ use super::digest::{chain_id, sha256};
 use super::gc::Protection;
 use super::reference::Reference;
 use super::registry::{Endpoint, RegistryConfig, Scheme};
-use super::store::{parse_digest, MAX_JSON_BLOB};
+use super::store::{check_layer_count, parse_digest, MAX_JSON_BLOB};
 use super::{ImageError, ImageRecord, ImageStore, IoContext};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -264,6 +264,10 @@ impl Puller {
             ));
         }
         check_small(&config_desc, "config")?;
+        check_layer_count(
+            &format!("{} (manifest {digest})", self.name),
+            manifest.layers().len(),
+        )?;
         self.protection.add(config_desc.digest().as_ref());
         let config = self.small_blob(&config_desc).await?;
         let parsed: ImageConfiguration = serde_json::from_slice(&config)
