@@ -434,6 +434,9 @@ impl Puller {
                 return Err(remote.too_long(desc));
             }
         }
+        if buf.len() as u64 != desc.size() {
+            return Err(remote.wrong_size(desc, buf.len() as u64));
+        }
         verify(desc.digest(), &buf)?;
         self.downloaded += buf.len() as u64;
         let bytes = Arc::new(buf);
@@ -504,6 +507,11 @@ async fn fetch_layer(
             Err(e) => failure = Some(remote.stream_error(e, &desc)),
         }
         break;
+    }
+    // A blob shorter than its descriptor says is refused as containerd does: the descriptor
+    // is wrong, and its size is what the image's size is computed from.
+    if failure.is_none() && received != desc.size() {
+        failure = Some(remote.wrong_size(&desc, received));
     }
     if failure.is_some() {
         // The writer must fail too, so it removes its temporary file.
@@ -781,6 +789,17 @@ impl Remote {
             registry: self.endpoint.host.clone(),
             reason: format!(
                 "blob {} is longer than the {} bytes its descriptor gives",
+                desc.digest(),
+                desc.size()
+            ),
+        }
+    }
+
+    fn wrong_size(&self, desc: &Descriptor, received: u64) -> ImageError {
+        ImageError::Registry {
+            registry: self.endpoint.host.clone(),
+            reason: format!(
+                "blob {} is {received} bytes, not the {} bytes its descriptor gives",
                 desc.digest(),
                 desc.size()
             ),
@@ -2127,6 +2146,40 @@ mod tests {
             Err(ImageError::Registry { reason, .. }) => {
                 assert!(reason.contains("larger than 16777216 bytes"), "{reason}")
             }
+            other => panic!("{other:?}"),
+        }
+        server.abort();
+        assert_store_empty(&store);
+    }
+
+    /// A layer blob shorter than its descriptor (which claims 1000 bytes more) is refused,
+    /// although its digest matches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_shorter_than_its_descriptor_is_refused() {
+        let image = TestImage::new(&[(&[("f", b"data")], TAR)], host_arch(), false);
+        let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+        let real = m["layers"][0]["size"].as_u64().unwrap();
+        m["layers"][0]["size"] = (real + 1000).into();
+        let manifest = serde_json::to_vec(&m).unwrap();
+        let blobs = image.blobs.clone();
+        let (port, server) = fake_registry(move |p| {
+            if p.contains("/manifests/") {
+                return Some(Answer::Body(manifest.clone()));
+            }
+            blobs
+                .iter()
+                .find(|b| p.ends_with(&sha256(b)))
+                .map(|b| Answer::Body(b.clone()))
+        })
+        .await;
+        let dir = TempDir::new("short");
+        let store = new_store(&dir);
+        let name = format!("127.0.0.1:{port}/short/app:v1");
+        match pull(store.clone(), &RegistryConfig::default(), &name, None).await {
+            Err(ImageError::Registry { reason, .. }) => assert!(
+                reason.contains(&format!("is {real} bytes, not the {} bytes", real + 1000)),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
         server.abort();
