@@ -288,7 +288,8 @@ async fn volumes_and_mount_targets_stay_in_the_rootfs() {
     );
     let d = Daemon::start().await;
     pull(&d, &image).await.expect("pull");
-    let src = tempdir_with_marker("mount-src");
+    let src_guard = tempdir_with_marker("mount-src");
+    let src = src_guard.dir.clone();
     let logs = d.root.join("logs");
     let mut rt = d.rt().await;
     let sandbox = pod_config("volumes", &logs);
@@ -344,18 +345,14 @@ async fn volumes_and_mount_targets_stay_in_the_rootfs() {
     assert_no_leftovers(&d);
     d.cleanup().await;
     assert_eq!(target.snapshot(), before);
-    let _ = std::fs::remove_dir_all(&src);
 }
 
-/// A host directory holding a file `marker` whose content is "marker".
-fn tempdir_with_marker(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "peapod-cve-{tag}-{}",
-        &peapod::fsutil::new_id()[..8]
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("marker"), b"marker\n").unwrap();
-    dir
+/// A host directory holding a file `marker` whose content is "marker", removed when the
+/// guard is dropped (also when the test fails).
+fn tempdir_with_marker(tag: &str) -> HostTarget {
+    let t = HostTarget::new(tag);
+    std::fs::write(t.dir.join("marker"), b"marker\n").unwrap();
+    t
 }
 
 /// runc CVE-2024-21626: a working directory of `/proc/self/fd/N` (from the image's
@@ -1029,7 +1026,8 @@ async fn cri_mounts_into_proc_and_sys_through_symlinks() {
     let image = push_image(&reg, "proclinks", vec![Layer::tar(links)], json!({}));
     let d = Daemon::start().await;
     pull(&d, &image).await.expect("pull");
-    let src = tempdir_with_marker("procmount");
+    let src_guard = tempdir_with_marker("procmount");
+    let src = src_guard.dir.clone();
     std::fs::write(src.join("core_pattern"), b"|/tmp/peapod-cve-evil\n").unwrap();
     let logs = d.root.join("logs");
     let mut rt = d.rt().await;
@@ -1097,7 +1095,6 @@ async fn cri_mounts_into_proc_and_sys_through_symlinks() {
     remove_all_pods(&mut rt).await;
     assert_no_leftovers(&d);
     d.cleanup().await;
-    let _ = std::fs::remove_dir_all(&src);
 }
 
 /// Pulls `repo:tag` from the hostile registry, bounded by `limit`: the pull must fail by
