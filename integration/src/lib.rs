@@ -5,6 +5,7 @@
 //! print why and pass vacuously only through [`require_root`], which the README's test command
 //! never hits because CI runs as root.
 
+pub mod hostile;
 pub mod layout;
 pub mod staticpod;
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::digest::sha256;
 use super::platform::pick_platform;
-use super::store::{parse_digest, sha256_hex, MAX_JSON_BLOB};
+use super::store::{check_layer_count, parse_digest, sha256_hex, MAX_JSON_BLOB};
 use super::unpack::clean_path;
 use super::{ImageError, ImageRecord, ImageStore, IoContext};
 
@@ -281,6 +281,7 @@ fn is_gzip(path: &Path) -> Result<bool, ImageError> {
 
 /// The diff IDs of an image config, checked against the number of layers.
 fn diff_ids(config: &[u8], layers: usize) -> Result<Vec<String>, ImageError> {
+    check_layer_count(&format!("image config {}", sha256(config)), layers)?;
     let parsed: ImageConfiguration = parse_json("image config", config)?;
     let ids = parsed.rootfs().diff_ids().clone();
     if ids.len() != layers {

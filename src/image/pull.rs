@@ -44,7 +44,7 @@ use super::digest::{chain_id, sha256};
 use super::gc::Protection;
 use super::reference::Reference;
 use super::registry::{Endpoint, RegistryConfig, Scheme};
-use super::store::{parse_digest, MAX_JSON_BLOB};
+use super::store::{check_layer_count, parse_digest, MAX_JSON_BLOB};
 use super::{ImageError, ImageRecord, ImageStore, IoContext};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -266,6 +266,10 @@ impl Puller {
             ));
         }
         check_small(&config_desc, "config")?;
+        check_layer_count(
+            &format!("{} (manifest {digest})", self.name),
+            manifest.layers().len(),
+        )?;
         self.protection.add(config_desc.digest().as_ref());
         let config = self.small_blob(&config_desc).await?;
         let parsed: ImageConfiguration = serde_json::from_slice(&config)
@@ -432,6 +436,9 @@ impl Puller {
                 return Err(remote.too_long(desc));
             }
         }
+        if buf.len() as u64 != desc.size() {
+            return Err(remote.wrong_size(desc, buf.len() as u64));
+        }
         verify(desc.digest(), &buf)?;
         self.downloaded += buf.len() as u64;
         let bytes = Arc::new(buf);
@@ -503,6 +510,11 @@ async fn fetch_layer(
         }
         break;
     }
+    // A blob shorter than its descriptor says is refused as containerd does: the descriptor
+    // is wrong, and its size is what the image's size is computed from.
+    if failure.is_none() && received != desc.size() {
+        failure = Some(remote.wrong_size(&desc, received));
+    }
     if failure.is_some() {
         // The writer must fail too, so it removes its temporary file.
         let _ = tx.send(Err(io::Error::other("download failed"))).await;
@@ -570,18 +582,36 @@ struct Remote {
     /// The repository and tag or digest as asked, addressed to this endpoint.
     reference: oci_client::Reference,
     auth: RegistryAuth,
+    /// Manifests are fetched with this client, configured as `client` is: see
+    /// [`Remote::manifest`].
+    http: reqwest::Client,
+    /// The bearer token `login` got, sent with manifest requests.
+    token: Mutex<Option<String>>,
 }
 
 impl Remote {
     fn new(endpoint: &Endpoint, r: &Reference, auth: RegistryAuth) -> Result<Remote, ImageError> {
         init_tls();
         let mut extra_roots = Vec::new();
+        let mut http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(endpoint.skip_verify)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT);
         if let Some(path) = &endpoint.ca_file {
+            let pem = std::fs::read(path).at(path)?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| ImageError::format(format!("CA file {}", path.display()), e))?;
+            http = http.tls_certs_merge([cert]);
             extra_roots.push(Certificate {
                 encoding: CertificateEncoding::Pem,
-                data: std::fs::read(path).at(path)?,
+                data: pem,
             });
         }
+        let http = http.build().map_err(|e| ImageError::Registry {
+            registry: endpoint.host.clone(),
+            reason: format!("setting up the HTTP client: {}", error_chain(&e)),
+        })?;
         let config = ClientConfig {
             protocol: match endpoint.scheme {
                 Scheme::Http => ClientProtocol::Http,
@@ -627,33 +657,99 @@ impl Remote {
             client,
             reference,
             auth,
+            http,
+            token: Mutex::new(None),
         })
     }
 
     /// Authenticates (basic, or a bearer token from the registry's token service), so that
     /// refused credentials are reported as such rather than as a bare 401 later.
     async fn login(&self) -> Result<(), ImageError> {
-        self.client
+        let token = self
+            .client
             .auth(&self.reference, &self.auth, RegistryOperation::Pull)
             .await
-            .map(|_| ())
-            .map_err(|e| self.error(e, "authenticating", None))
+            .map_err(|e| self.error(e, "authenticating", None))?;
+        *self.token.lock().unwrap() = token;
+        Ok(())
     }
 
-    /// The manifest `digest`, or the one the reference names; the client checks the body
-    /// against the digest asked for and against the registry's Docker-Content-Digest header.
+    /// The manifest `digest`, or the one the reference names, read up to [`MAX_JSON_BLOB`]
+    /// bytes. oci-client's manifest request reads the whole body into memory however long it
+    /// is, so a registry that never ends its answer grew the daemon until it died; this GET is
+    /// made as oci-client makes it (URL, Accept, the token from `login` or basic credentials)
+    /// and gives up past the limit. A body served for a tag is checked against the registry's
+    /// Docker-Content-Digest header; one asked by digest is checked by the caller.
     async fn manifest(&self, digest: Option<&Digest>, name: &str) -> Result<Vec<u8>, ImageError> {
-        let reference = match digest {
-            Some(d) => self.reference.clone_with_digest(d.to_string()),
-            None => self.reference.clone(),
-        };
+        let r = &self.reference;
         let what = format!("fetching manifest {}", digest.map_or(name, |d| d.as_ref()));
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, ACCEPT_MANIFESTS)
-            .await
-            .map_err(|e| self.error(e, &what, Some(name)))?;
-        Ok(body.to_vec())
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}{}",
+            match self.endpoint.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            r.resolve_registry(),
+            r.repository(),
+            digest
+                .map(|d| d.as_ref())
+                .or(r.digest())
+                .or(r.tag())
+                .unwrap_or("latest"),
+            r.namespace()
+                .map(|ns| format!("?ns={ns}"))
+                .unwrap_or_default(),
+        );
+        let mut req = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS.join(", "));
+        let token = self.token.lock().unwrap().clone();
+        req = match (token, &self.auth) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+            (None, _) => req,
+        };
+        let failed = |e: reqwest::Error| self.error(e.into(), &what, Some(name));
+        let mut res = req.send().await.map_err(failed)?;
+        let status = res.status();
+        let header_digest = res
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // An error's body is only read for its message.
+        let limit = if status.is_success() {
+            MAX_JSON_BLOB as usize
+        } else {
+            64 << 10
+        };
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > limit {
+                if status.is_success() {
+                    return Err(ImageError::Registry {
+                        registry: self.endpoint.host.clone(),
+                        reason: format!("{what}: the manifest is larger than {limit} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(self.error(response_error(status, &body, &url), &what, Some(name)));
+        }
+        if let (None, Some(h)) = (digest, header_digest) {
+            if h.starts_with("sha256:") && h != sha256(&body) {
+                return Err(ImageError::DigestMismatch {
+                    expected: h,
+                    actual: sha256(&body),
+                });
+            }
+        }
+        Ok(body)
     }
 
     async fn blob_stream(
@@ -695,6 +791,17 @@ impl Remote {
             registry: self.endpoint.host.clone(),
             reason: format!(
                 "blob {} is longer than the {} bytes its descriptor gives",
+                desc.digest(),
+                desc.size()
+            ),
+        }
+    }
+
+    fn wrong_size(&self, desc: &Descriptor, received: u64) -> ImageError {
+        ImageError::Registry {
+            registry: self.endpoint.host.clone(),
+            reason: format!(
+                "blob {} is {received} bytes, not the {} bytes its descriptor gives",
                 desc.digest(),
                 desc.size()
             ),
@@ -774,6 +881,29 @@ impl Remote {
                 reason: format!("{what}: {}", error_chain(&other)),
             },
         }
+    }
+}
+
+/// The client error for a registry's answer other than 200, as oci-client classifies them.
+fn response_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    let url = url.to_string();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError { url };
+    }
+    if status.is_success() {
+        return OciDistributionError::SpecViolationError(format!(
+            "expected HTTP status 200 OK, got {status}"
+        ));
+    }
+    if status.is_client_error() {
+        if let Ok(envelope) = serde_json::from_slice(body) {
+            return OciDistributionError::RegistryError { envelope, url };
+        }
+    }
+    OciDistributionError::ServerError {
+        code: status.as_u16(),
+        url,
+        message: String::from_utf8_lossy(body).into_owned(),
     }
 }
 
@@ -1927,6 +2057,131 @@ mod tests {
                 assert_eq!(registry, format!("127.0.0.1:{port}"));
                 assert!(reason.contains(&layer_digest), "{reason}");
             }
+            other => panic!("{other:?}"),
+        }
+        server.abort();
+        assert_store_empty(&store);
+    }
+
+    /// What a fake registry answers for one path: a body with its true length, or a chunked
+    /// body that never ends.
+    enum Answer {
+        Body(Vec<u8>),
+        Endless,
+    }
+
+    /// A registry on 127.0.0.1 answering each request path (without its query) with `answer`,
+    /// 404 for None, `/v2/` open to all; one answer per connection. Returns its port.
+    async fn fake_registry(
+        answer: impl Fn(&str) -> Option<Answer> + Send + Sync + 'static,
+    ) -> (u16, JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(answer);
+        let server = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let target = head.split(' ').nth(1).unwrap_or("");
+                    let path = target.split('?').next().unwrap_or("");
+                    let found = if path == "/v2/" {
+                        Some(Answer::Body(b"{}".to_vec()))
+                    } else {
+                        answer(path)
+                    };
+                    match found {
+                        None => {
+                            let _ = sock
+                                .write_all(
+                                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\
+                                      Connection: close\r\n\r\n",
+                                )
+                                .await;
+                        }
+                        Some(Answer::Body(b)) => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
+                            let _ = sock.write_all(&b).await;
+                        }
+                        Some(Answer::Endless) => {
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                                .await;
+                            let chunk = [&b"10000\r\n"[..], &[b' '; 0x10000], b"\r\n"].concat();
+                            while sock.write_all(&chunk).await.is_ok() {}
+                        }
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (port, server)
+    }
+
+    /// A manifest streamed without end: the pull fails once the manifest passes the limit
+    /// rather than growing without bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endless_manifest_is_cut_off() {
+        let (port, server) =
+            fake_registry(|p| p.contains("/manifests/").then_some(Answer::Endless)).await;
+        let dir = TempDir::new("endless");
+        let store = new_store(&dir);
+        let name = format!("127.0.0.1:{port}/endless/app:v1");
+        let cfg = RegistryConfig::default();
+        let pulling = pull(store.clone(), &cfg, &name, None);
+        match tokio::time::timeout(Duration::from_secs(60), pulling)
+            .await
+            .expect("the pull did not end")
+        {
+            Err(ImageError::Registry { reason, .. }) => {
+                assert!(reason.contains("larger than 16777216 bytes"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        server.abort();
+        assert_store_empty(&store);
+    }
+
+    /// A layer blob shorter than its descriptor (which claims 1000 bytes more) is refused,
+    /// although its digest matches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blob_shorter_than_its_descriptor_is_refused() {
+        let image = TestImage::new(&[(&[("f", b"data")], TAR)], host_arch(), false);
+        let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+        let real = m["layers"][0]["size"].as_u64().unwrap();
+        m["layers"][0]["size"] = (real + 1000).into();
+        let manifest = serde_json::to_vec(&m).unwrap();
+        let blobs = image.blobs.clone();
+        let (port, server) = fake_registry(move |p| {
+            if p.contains("/manifests/") {
+                return Some(Answer::Body(manifest.clone()));
+            }
+            blobs
+                .iter()
+                .find(|b| p.ends_with(&sha256(b)))
+                .map(|b| Answer::Body(b.clone()))
+        })
+        .await;
+        let dir = TempDir::new("short");
+        let store = new_store(&dir);
+        let name = format!("127.0.0.1:{port}/short/app:v1");
+        match pull(store.clone(), &RegistryConfig::default(), &name, None).await {
+            Err(ImageError::Registry { reason, .. }) => assert!(
+                reason.contains(&format!("is {real} bytes, not the {} bytes", real + 1000)),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
         server.abort();

@@ -34,10 +34,25 @@ const TMP_PREFIX: &str = ".tmp-";
 /// Layers being deleted: renamed out of their content-addressed name first, so a crash in the
 /// middle of a long delete never leaves a half-deleted layer under a name that says complete.
 const TRASH_PREFIX: &str = ".trash-";
+/// Refuses an image of more than [`MAX_LAYERS`] layers; `what` names it in the error.
+pub(crate) fn check_layer_count(what: &str, layers: usize) -> Result<(), ImageError> {
+    if layers > MAX_LAYERS {
+        return Err(ImageError::format(
+            what,
+            format!("{layers} layers; at most {MAX_LAYERS} accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// Shortest ID prefix accepted by [`ImageStore::get`], as docker's truncated IDs.
 const MIN_ID_PREFIX: usize = 12;
 /// Largest manifest, index or config read into memory.
 pub(crate) const MAX_JSON_BLOB: u64 = 16 << 20;
+/// Most layers an image may have: overlayfs stacks at most 500 lower layers (the kernel's
+/// OVL_MAX_STACK), so an image with more can never run, while each layer costs a download, an
+/// unpack and a directory. A manifest listing thousands is refused before any of that.
+pub(crate) const MAX_LAYERS: usize = 500;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
@@ -881,6 +896,18 @@ mod tests {
         assert_eq!(store.get("example.com/a:1").unwrap(), rec);
         assert_eq!(store.layer_dirs(&rec).len(), 1);
         assert_eq!(fs::read(store.layer_dirs(&rec)[0].join("a")).unwrap(), b"1");
+    }
+
+    #[test]
+    fn layer_count_is_bounded() {
+        check_layer_count("image x", MAX_LAYERS).unwrap();
+        let e = check_layer_count("image x", 20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("image x") && e.contains("20000 layers; at most 500"),
+            "{e}"
+        );
     }
 
     #[test]
