@@ -2,20 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// Writes `data` as a blob of an OCI layout; returns its digest.
-fn put_blob(layout: &Path, data: &[u8]) -> String {
-    use sha2::Digest as _;
-    let hex = hex::encode(sha2::Sha256::digest(data));
-    std::fs::write(layout.join("blobs/sha256").join(&hex), data).unwrap();
-    format!("sha256:{hex}")
-}
+use crate::hostile::{config_json, sha256, write_layout, Layer};
 
-/// An OCI layout with one gzip layer of `bytes` of incompressible data (4 files); returns
-/// the layer blob's path and size.
+/// An OCI layout with one gzip layer of `bytes` of incompressible data (4 files); returns the
+/// layer blob's path and size.
 pub fn random_image(layout: &Path, bytes: usize) -> (PathBuf, u64) {
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
+    let mut uncompressed = tar::Builder::new(Vec::new());
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for f in 0..4 {
         let mut data = vec![0u8; bytes / 4];
@@ -30,55 +24,21 @@ pub fn random_image(layout: &Path, bytes: usize) -> (PathBuf, u64) {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        tar.append_data(&mut h, format!("data/blob{f}"), data.as_slice())
+        let name = format!("data/blob{f}");
+        tar.append_data(&mut h.clone(), &name, data.as_slice())
+            .unwrap();
+        uncompressed
+            .append_data(&mut h, &name, data.as_slice())
             .unwrap();
     }
     let gz = tar.into_inner().unwrap().finish().unwrap();
-    let uncompressed: Vec<u8> = {
-        use std::io::Read;
-        let mut v = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
-            .read_to_end(&mut v)
-            .unwrap();
-        v
+    let layer = Layer {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        diff_id: sha256(&uncompressed.into_inner().unwrap()),
+        blob: gz,
     };
-    let diff_id = {
-        use sha2::Digest as _;
-        format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(&uncompressed))
-        )
-    };
-    let layer = put_blob(layout, &gz);
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    });
-    let config = serde_json::to_vec(&config).unwrap();
-    let cfg_digest = put_blob(layout, &config);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": gz.len()}],
-    });
-    let manifest = serde_json::to_vec(&manifest).unwrap();
-    let m_digest = put_blob(layout, &manifest);
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m_digest, "size": manifest.len()}],
-    });
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let hexname = layer.trim_start_matches("sha256:").to_string();
-    (layout.join("blobs/sha256").join(hexname), gz.len() as u64)
+    let config = config_json(serde_json::json!({}), std::slice::from_ref(&layer));
+    write_layout(layout, &config, std::slice::from_ref(&layer));
+    let path = layout.join("blobs/sha256").join(&sha256(&layer.blob)[7..]);
+    (path, layer.blob.len() as u64)
 }
