@@ -6,6 +6,7 @@
 //! never hits because CI runs as root.
 
 pub mod layout;
+pub mod nspawn;
 pub mod staticpod;
 
 use std::collections::HashMap;
