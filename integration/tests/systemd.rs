@@ -331,7 +331,9 @@ fn alive_in(m: &Machine, pid: i32) -> bool {
     )
 }
 
-/// The systemd unit whose cgroup holds `pid`: a `.scope` in a `.slice`.
+/// The systemd unit whose cgroup holds `pid`: a `.scope` in a `.slice`. The process may be in
+/// a cgroup below the scope's (crun puts a container in `<scope>/container`, the scope being
+/// delegated to it).
 fn scope_of(m: &Machine, pid: i32, what: &str) -> String {
     let (ok, text) = m.run(&["cat", &format!("/proc/{pid}/cgroup")]);
     assert!(ok, "{what} {pid}: {text}");
@@ -339,12 +341,10 @@ fn scope_of(m: &Machine, pid: i32, what: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .unwrap_or_else(|| panic!("{what} {pid} has no cgroup v2 path: {text}"));
-    let mut parts = path.rsplit('/');
-    let unit = parts.next().unwrap_or("").to_string();
-    let slice = parts.next().unwrap_or("");
-    assert!(
-        unit.ends_with(".scope") && slice.ends_with(".slice"),
-        "{what} {pid} is in {path}, not a scope of a slice"
-    );
-    unit
+    let parts: Vec<&str> = path.split('/').collect();
+    let at = parts.iter().rposition(|p| p.ends_with(".scope"));
+    match at {
+        Some(i) if i > 0 && parts[i - 1].ends_with(".slice") => parts[i].to_string(),
+        _ => panic!("{what} {pid} is in {path}, not in a scope of a slice"),
+    }
 }
