@@ -42,3 +42,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# systemd-nspawn for integration/tests/systemd.rs, unpacked under target/nspawn by
+# hack/nspawn.sh and never installed (the package would pull in a systemd upgrade). Fetched
+# here because the vm-test guest has no network; without it that test says why it skipped.
+if dpkg-query -W libsystemd-shared >/dev/null 2>&1; then
+  "$(dirname "$0")/nspawn.sh" >/dev/null ||
+    echo "hack/deps.sh: no systemd-nspawn; integration/tests/systemd.rs will skip" >&2
+fi

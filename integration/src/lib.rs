@@ -7,6 +7,7 @@
 
 pub mod hostile;
 pub mod layout;
+pub mod nspawn;
 pub mod staticpod;
 
 use std::collections::HashMap;
