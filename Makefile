@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 
-.PHONY: all build release deps run test test-long unit e2e lint bench clean-test
+.PHONY: all build release deps run test test-long unit e2e lint bench clean-test fuzz
 
 all: build
 
@@ -45,6 +45,26 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Long fuzz runs of the targets in tests/fuzz (cargo test runs each for 2 s): FUZZ_TIME seconds
+# per target. With cargo-bolero and a nightly toolchain each runs under libFuzzer, coverage
+# guided, growing its corpus in tests/fuzz/__fuzz__ (commit only small, interesting additions);
+# otherwise the same tests run on stable with random inputs for that long.
+FUZZ_TIME ?= 600
+FUZZ_TARGETS := tar_layer::raw_tar tar_layer::tar_entries image_json::manifest_or_index \
+  reference::reference_string reference::reference_parts reference::basic_auth \
+  cri_spec::container_config cri_spec::container_edits cri_spec::sandbox_config \
+  cri_spec::image_config_json manifest::manifest_file
+fuzz:
+	@if command -v cargo-bolero >/dev/null && rustup run nightly rustc -V >/dev/null 2>&1; then \
+	  for t in $(FUZZ_TARGETS); do \
+	    echo "== $$t (libFuzzer, $(FUZZ_TIME) s)"; \
+	    $(CARGO) bolero test --toolchain nightly --test fuzz -T $(FUZZ_TIME)s $$t || exit 1; \
+	  done; \
+	else \
+	  echo "cargo-bolero or nightly missing: random inputs on stable, $(FUZZ_TIME) s per target"; \
+	  BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_TIME) * 1000 )) $(CARGO) test --test fuzz; \
+	fi
 
 # Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
 bench: deps release
