@@ -59,7 +59,8 @@ fuzz:
 	@if command -v cargo-bolero >/dev/null && rustup run nightly rustc -V >/dev/null 2>&1; then \
 	  for t in $(FUZZ_TARGETS); do \
 	    echo "== $$t (libFuzzer, $(FUZZ_TIME) s)"; \
-	    $(CARGO) bolero test --toolchain nightly --test fuzz -T $(FUZZ_TIME)s $$t || exit 1; \
+	    $(CARGO) bolero test --toolchain nightly -p peapod --target-dir $(TARGET_DIR)/fuzz \
+	      -T $(FUZZ_TIME)s $$t || exit 1; \
 	  done; \
 	else \
 	  echo "cargo-bolero or nightly missing: random inputs on stable, $(FUZZ_TIME) s per target"; \
