@@ -24,12 +24,22 @@ const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\napp:x:1000:\nwheel:x:10:app\n";
 const PROFILE: &str = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write","exit"],"action":"SCMP_ACT_ALLOW"}]}"#;
 
+static DIR: OnceLock<Scratch> = OnceLock::new();
+
+/// Statics are never dropped, so the scratch directory is removed when the process exits.
+extern "C" fn remove_scratch() {
+    if let Some(s) = DIR.get() {
+        crate::force_remove(&s.0);
+    }
+}
+
 /// The scratch directory of this test binary: a rootfs with passwd and group, a seccomp
 /// profile, and the directories host paths are moved into. Lives as long as the process.
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<Scratch> = OnceLock::new();
     &DIR.get_or_init(|| {
         let s = Scratch::new("spec");
+        // SAFETY: registers a plain function with no captured state, run once at exit.
+        unsafe { libc::atexit(remove_scratch) };
         std::fs::create_dir_all(s.0.join("rootfs/etc")).unwrap();
         std::fs::create_dir_all(s.0.join("rootfs/home/app")).unwrap();
         std::fs::write(s.0.join("rootfs/etc/passwd"), PASSWD).unwrap();
