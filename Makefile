@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 
-.PHONY: all build release deps run test test-long unit e2e lint bench clean-test deb
+.PHONY: all build release deps run test test-long unit e2e lint bench clean-test deb fuzz
 
 all: build
 
@@ -51,6 +51,30 @@ lint:
 # `apt-get install ./target/deb/peapod_*.deb`.
 deb: release
 	hack/deb.sh $(RELEASE_DIR) $(TARGET_DIR)/deb
+
+# Long fuzz runs of the targets in tests/fuzz (cargo test runs each for 2 s): FUZZ_TIME seconds
+# per target. With cargo-bolero and a nightly toolchain each runs under libFuzzer, coverage
+# guided, growing its corpus in tests/fuzz/__fuzz__ (commit only small, interesting additions);
+# otherwise the same tests run on stable with random inputs for that long. Lints are capped there:
+# cargo-bolero builds with --cfg fuzzing, which turns on h2's undocumented fuzz module, and the
+# vendored h2 denies missing docs.
+FUZZ_TIME ?= 600
+FUZZ_TARGETS := tar_layer::raw_tar tar_layer::tar_entries image_json::manifest_or_index \
+  reference::reference_string reference::reference_parts reference::basic_auth \
+  cri_spec::container_config cri_spec::container_edits cri_spec::sandbox_config \
+  cri_spec::image_config_json manifest::manifest_file
+fuzz:
+	@if command -v cargo-bolero >/dev/null && rustup run nightly rustc -V >/dev/null 2>&1; then \
+	  for t in $(FUZZ_TARGETS); do \
+	    echo "== $$t (libFuzzer, $(FUZZ_TIME) s)"; \
+	    RUSTFLAGS="--cap-lints=warn" \
+	      $(CARGO) bolero test --toolchain nightly -p peapod --target-dir $(TARGET_DIR)/fuzz \
+	      -T $(FUZZ_TIME)s $$t || exit 1; \
+	  done; \
+	else \
+	  echo "cargo-bolero or nightly missing: random inputs on stable, $(FUZZ_TIME) s per target"; \
+	  BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_TIME) * 1000 )) $(CARGO) test --test fuzz; \
+	fi
 
 # Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
 bench: deps release

@@ -27,7 +27,7 @@
 
 pub mod gc;
 pub mod import;
-mod platform;
+pub mod platform;
 pub mod pull;
 pub mod reference;
 pub mod registry;

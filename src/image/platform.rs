@@ -4,7 +4,7 @@ use oci_spec::image::{Descriptor, ImageIndex};
 
 /// The entry of `index` for linux/<host arch> (an entry without platform when it is the only
 /// one); the error lists what the index offers.
-pub(crate) fn pick_platform(index: &ImageIndex) -> Result<Descriptor, String> {
+pub fn pick_platform(index: &ImageIndex) -> Result<Descriptor, String> {
     let arch = host_arch();
     let matching = index.manifests().iter().find(|m| {
         m.platform()

@@ -211,8 +211,10 @@ struct Puller {
 }
 
 /// A parsed manifest document.
-enum Doc {
+pub enum Doc {
+    /// An image manifest.
     Image(Box<ImageManifest>),
+    /// An index (or Docker manifest list).
     Index(Box<ImageIndex>),
 }
 
@@ -954,7 +956,9 @@ fn pick_error(mut errors: Vec<ImageError>, registry: &str) -> ImageError {
 
 // ---- manifests ----
 
-fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<Doc, ImageError> {
+/// Decodes a registry's manifest response (`digest` names it in errors): an image manifest or
+/// an index, told apart by media type or, without one, by the fields present.
+pub fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<Doc, ImageError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {

@@ -34,7 +34,8 @@ pub fn sandbox_name(md: &api::PodSandboxMetadata) -> String {
     format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)
 }
 
-fn namespaces_of(config: &api::PodSandboxConfig) -> SandboxNamespaces {
+/// The namespaces a pod gets from its config's namespace options.
+pub fn namespaces_of(config: &api::PodSandboxConfig) -> SandboxNamespaces {
     let opts = config
         .linux
         .as_ref()
@@ -74,7 +75,8 @@ fn resolv_conf(dns: Option<&api::DnsConfig>) -> std::io::Result<Vec<u8>> {
     Ok(out.into_bytes())
 }
 
-fn validate(config: &api::PodSandboxConfig) -> Result<&api::PodSandboxMetadata> {
+/// The checks of a RunPodSandbox request before anything is made; its metadata when it passes.
+pub fn validate(config: &api::PodSandboxConfig) -> Result<&api::PodSandboxMetadata> {
     let md = config
         .metadata
         .as_ref()

@@ -88,8 +88,9 @@ impl Qty {
             mantissa.checked_mul(factor).ok_or_else(err)?
         } else {
             // Finer than nano: apimachinery rounds up to the next nano.
+            // Ceiling division without `mantissa + div - 1`, which overflows near i128::MAX.
             match 10i128.checked_pow(scale.unsigned_abs()) {
-                Some(div) => (mantissa + div - 1) / div,
+                Some(div) => mantissa / div + i128::from(mantissa % div != 0),
                 None => i128::from(mantissa != 0),
             }
         };
@@ -197,6 +198,16 @@ fn suffix(s: &str) -> Option<(i32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finer_than_nano_near_the_i128_limit_rounds_without_overflow() {
+        // i128::MAX as the mantissa, scaled below nano: rounding up once overflowed.
+        let q = Qty::parse("170141183460469231731687303715884105727e-10").unwrap();
+        assert_eq!(q.nanos, i128::MAX / 10 + 1);
+        assert_eq!(q.value(), i64::MAX);
+        assert_eq!(Qty::parse("1.5n").unwrap().nanos, 2);
+        assert_eq!(Qty::parse("1.0n").unwrap().nanos, 1);
+    }
 
     #[test]
     fn parses_like_apimachinery() {
