@@ -74,8 +74,10 @@ fn user_file(d: &Daemon, name: &str, yaml: &str) -> PathBuf {
     p
 }
 
-/// `count` prints three lines naming its instance and fails, so it is restarted (at once
-/// the first time); `side` keeps running, so the pod has two containers.
+/// `count` prints three lines naming its instance; the first instance then fails, so it is
+/// restarted (at once the first time), and the second keeps running, so that "current" and
+/// "previous" stay the same while the test reads them. `side` keeps running, so the pod has
+/// two containers.
 const ECHO: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -88,7 +90,7 @@ spec:
   - name: count
     image: peapod.test/busybox:latest
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "n=$(cat /w/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /w/n; echo one; echo two; echo instance-$n; sleep 2; exit 1"]
+    command: ["sh", "-c", "n=$(cat /w/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /w/n; echo one; echo two; echo instance-$n; if [ $n = 1 ]; then sleep 2; exit 1; fi; exec sleep 3000"]
     volumeMounts: [{name: w, mountPath: /w}]
   - name: side
     image: peapod.test/busybox:latest

@@ -324,19 +324,27 @@ async fn volumes_and_mount_targets_stay_in_the_rootfs() {
         ],
     );
     c.mounts = vec![mount("/escape/mnt"), mount("/escape-rel/mnt-rel")];
-    let id = create_start(&mut rt, &pod, &sandbox, c)
-        .await
-        .expect("a container with mounts through symlinks");
-    let lines = wait_log(&logs.join("through/0.log"), Duration::from_secs(10), |l| {
-        l.len() >= 3
-    })
-    .await;
-    assert_eq!(lines, ["marker", "marker", "marker"], "mounts not inside");
+    // runc follows the symlinks inside the rootfs and makes the targets there; crun refuses
+    // a target it would have to make through a symlink. Either is safe: what must not
+    // happen is a mount or a directory on the host.
+    match create_start(&mut rt, &pod, &sandbox, c).await {
+        Ok(id) => {
+            let lines = wait_log(&logs.join("through/0.log"), Duration::from_secs(10), |l| {
+                l.len() >= 3
+            })
+            .await;
+            assert_eq!(lines, ["marker", "marker", "marker"], "mounts not inside");
+            // The image's volumes (none of which peapod makes) did not appear on the host.
+            let (_, out) = exec(&mut rt, &id, &format!("ls -a /{rel}")).await;
+            assert!(!out.contains("vol-"), "{out}");
+        }
+        Err(e) => eprintln!(
+            "the runtime refused mounts through symlinks: {}",
+            e.message()
+        ),
+    }
     assert_eq!(target.snapshot(), before, "the host directory changed");
     assert!(host_mounts_under(&target.dir).is_empty());
-    // The image's volumes (none of which peapod makes) did not appear on the host either.
-    let (_, out) = exec(&mut rt, &id, &format!("ls -a /{rel}")).await;
-    assert!(!out.contains("vol-"), "{out}");
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod,
     })
@@ -613,9 +621,10 @@ async fn env_newlines_never_reach_passwd_or_group() {
 }
 
 /// containerd CVE-2022-31030: ExecSync output was buffered without bound, so a command
-/// printing without end grew the daemon until it died. 400 MiB of output comes back capped
-/// and the daemon's peak RSS barely moves; an exec probe printing 64 MiB gives a capped
-/// message in its event.
+/// printing without end grew the daemon until it died. 160 MiB of output (ten times the cap)
+/// comes back capped and the daemon's peak RSS grows by less than the output; an exec probe
+/// printing 16 MiB gives a capped message in its event. (Sizes a qemu TCG guest prints in
+/// seconds: the point is output far past the caps, not its absolute size.)
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_and_probe_output_is_capped() {
     if !require_root() {
@@ -638,9 +647,9 @@ async fn exec_and_probe_output_is_capped() {
             cmd: vec![
                 "sh".into(),
                 "-c".into(),
-                "head -c 419430400 /dev/zero; head -c 104857600 /dev/zero >&2".into(),
+                "head -c 134217728 /dev/zero; head -c 33554432 /dev/zero >&2".into(),
             ],
-            timeout: 60,
+            timeout: 300,
         })
         .await
         .expect("ExecSync")
@@ -673,9 +682,9 @@ spec:
     imagePullPolicy: IfNotPresent
     command: ["sleep", "3000"]
     readinessProbe:
-      exec: {command: ["sh", "-c", "head -c 67108864 /dev/zero | tr '\\0' x; exit 1"]}
+      exec: {command: ["sh", "-c", "head -c 16777216 /dev/zero | tr '\\0' x; exit 1"]}
       periodSeconds: 1
-      timeoutSeconds: 20
+      timeoutSeconds: 120
       failureThreshold: 1
 "#,
     );
@@ -686,7 +695,7 @@ spec:
             break m.clone();
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
+            t0.elapsed() < Duration::from_secs(180),
             "no Unhealthy event: {events:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1086,8 +1095,9 @@ async fn cri_mounts_into_proc_and_sys_through_symlinks() {
             "{path}"
         );
     }
-    // runc refuses every mount at or into /proc, however it is reached; a directory of the
-    // user's own at /sys (which replaces sysfs, as in containerd) is theirs to have.
+    // peapod (and runc, where it runs) refuses every mount at or into /proc, however it is
+    // reached; a directory of the user's own at /sys (which replaces sysfs, as in
+    // containerd) is theirs to have.
     assert!(
         accepted.iter().all(|p| p.starts_with("/s")),
         "mounts into /proc accepted: {accepted:?}"

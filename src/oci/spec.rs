@@ -440,6 +440,7 @@ fn generate_on(input: &SpecInput, host: &dyn HostOs) -> Result<Spec, SpecError> 
     let seccomp = seccomp::for_container(sc, privileged, &caps_set)?;
     let (masked, readonly) = masked_and_readonly_paths(sc, privileged)?;
 
+    mounts_outside_proc(config, input.rootfs)?;
     // Mounts last: the only step with a side effect (creating missing host paths).
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
     let (mounts, rootfs_propagation) =
@@ -669,6 +670,36 @@ pub fn working_dir(
         ));
     }
     Ok(dir)
+}
+
+/// A CRI mount must not land at or under `/proc`, also not through symlinks in the image
+/// (`/p -> /proc`, `/k -> /proc/sys/kernel`): a bind mount over procfs hides it from the
+/// container's own runtime (exec fails) or over a /proc/sys file shadows a kernel setting
+/// (the CVE-2019-19921 class). runc refuses these itself; crun and youki do not all, so
+/// peapod does, whichever runtime runs the container.
+fn mounts_outside_proc(config: &ContainerConfig, rootfs: &Path) -> Result<(), SpecError> {
+    let in_proc = |p: &Path| p.components().nth(1) == Some(Component::Normal("proc".as_ref()));
+    for (i, m) in config.mounts.iter().enumerate() {
+        let field = format!("config.mounts[{i}].container_path");
+        // plan_cri_mount has checked the form; only the destination's resolution is new here.
+        if !is_clean_absolute(&m.container_path) {
+            continue;
+        }
+        let dest = clean_absolute(&m.container_path);
+        let resolved = resolve_in_root(rootfs, Path::new(&dest))
+            .map_err(|e| invalid(&field, format!("cannot resolve {dest:?} in the image: {e}")))?;
+        let inside = Path::new("/").join(resolved.strip_prefix(rootfs).unwrap_or(Path::new("")));
+        if in_proc(&inside) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{dest:?} resolves to {} inside /proc, which is the kernel's",
+                    inside.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Capability sets: (bounding = effective = permitted, ambient = inheritable).
@@ -2551,6 +2582,41 @@ mod tests {
             let mut g = Gen::new(&fx);
             g.config.mounts = vec![m.clone()];
             assert_eq!(field_of(g.run()), want, "{m:?}");
+        }
+        // Mounts at or into /proc, also through the image's symlinks, are refused whatever
+        // the runtime (runc refuses them too; crun does not).
+        std::fs::create_dir_all(fx.rootfs()).unwrap();
+        std::os::unix::fs::symlink("/proc", fx.rootfs().join("p")).unwrap();
+        std::os::unix::fs::symlink("../../proc/sys/kernel", fx.rootfs().join("kr")).unwrap();
+        std::os::unix::fs::symlink("/sys", fx.rootfs().join("s")).unwrap();
+        for dest in [
+            "/proc",
+            "/proc/sys/kernel/core_pattern",
+            "/p",
+            "/kr/core_pattern",
+        ] {
+            let mut g = Gen::new(&fx);
+            g.config.mounts = vec![cri_mount(
+                dest,
+                &ok,
+                false,
+                MountPropagation::PropagationPrivate,
+            )];
+            assert_eq!(
+                field_of(g.run()),
+                "config.mounts[0].container_path",
+                "{dest}"
+            );
+        }
+        for dest in ["/s", "/sys", "/procfs", "/data/proc"] {
+            let mut g = Gen::new(&fx);
+            g.config.mounts = vec![cri_mount(
+                dest,
+                &ok,
+                false,
+                MountPropagation::PropagationPrivate,
+            )];
+            assert!(g.run().is_ok(), "{dest} is not /proc");
         }
         // A bad mount (or any other invalid field) leaves no host directory behind.
         let mut g = Gen::new(&fx);
