@@ -332,8 +332,11 @@ spec:
 "#
         ),
     );
+    // ErrImagePull lasts until the next round (a resync, 5 s at most), which a slow poller
+    // can miss: either reason will do here, and the Failed event below is ErrImagePull's.
     let v = wait_pod(&d, "anon", Duration::from_secs(20), |v| {
-        container_state(v, "c")["waiting"]["reason"] == "ErrImagePull"
+        let reason = &container_state(v, "c")["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
     })
     .await;
     assert_eq!(v["status"]["phase"], "Pending");
