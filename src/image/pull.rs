@@ -1111,6 +1111,20 @@ mod tests {
     use oci_client::Reference as OciRef;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// The request line and headers of one HTTP/1.1 request, for the fake registries below;
+    /// None when the client hangs up first.
+    async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
     const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
     const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
     const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -2015,15 +2029,9 @@ mod tests {
                 };
                 let (served, manifest) = (served.clone(), manifest.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if sock.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head);
+                    let Some(head) = read_head(&mut sock).await else {
+                        return;
+                    };
                     let path = head.split(' ').nth(1).unwrap_or("").to_string();
                     let (body, cut, ctype): (Vec<u8>, bool, &str) = if path == "/v2/" {
                         (b"{}".to_vec(), false, "application/json")
@@ -2086,15 +2094,9 @@ mod tests {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let answer = answer.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if sock.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head);
+                    let Some(head) = read_head(&mut sock).await else {
+                        return;
+                    };
                     let target = head.split(' ').nth(1).unwrap_or("");
                     let path = target.split('?').next().unwrap_or("");
                     let found = if path == "/v2/" {
