@@ -296,6 +296,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
+        let start_len = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let child = Command::new(bin_dir().join("peapod"))
             .arg("--config")
             .arg(self.config_file())
@@ -308,20 +309,65 @@ impl Daemon {
             .spawn()
             .expect("starting peapod daemon");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: under TCG with another test binary beside it a debug daemon is slow.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut rt) = self.try_connect().await {
                 if rt.version(VersionRequest::default()).await.is_ok() {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not come up:\n{}",
-                self.log_text()
-            );
+            let exited = matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))));
+            if exited || Instant::now() >= deadline {
+                panic!("daemon did not come up: {}", self.stuck_report(start_len));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Why a spawned daemon did not answer: whether it exited (and how), or else where each of
+    /// its threads waits, then the log it wrote since this spawn (the earlier runs' lines are
+    /// in the file too, and a CI excerpt would show only them).
+    fn stuck_report(&mut self, start_len: usize) -> String {
+        let mut out = String::new();
+        match self.child.as_mut().map(|c| (c.id(), c.try_wait())) {
+            Some((_, Ok(Some(st)))) => out.push_str(&format!("it exited: {st}\n")),
+            Some((pid, _)) => {
+                out.push_str(&format!("pid {pid} still running; its threads:\n"));
+                let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .into_iter()
+                    .flatten()
+                    .flatten();
+                for t in tasks {
+                    let read = |f: &str| {
+                        std::fs::read_to_string(t.path().join(f))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    };
+                    let state = read("stat")
+                        .rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "  {} {} state={state} wchan={}\n",
+                        t.file_name().to_string_lossy(),
+                        read("comm"),
+                        read("wchan"),
+                    ));
+                }
+            }
+            None => out.push_str("no child\n"),
+        }
+        let log = self.log_text();
+        let since = log.get(start_len..).unwrap_or(&log);
+        let lines: Vec<&str> = since.lines().collect();
+        out.push_str("the last lines of its log since this start:\n");
+        for l in &lines[lines.len().saturating_sub(60)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
     }
 
     /// Kills the daemon process (SIGKILL: the harshest restart), leaving pods running.
@@ -419,8 +465,8 @@ impl Daemon {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        if self.child.is_some() {
-            let mut rt = self.rt().await;
+        // A daemon that exited (or never came up) has no pods to remove over CRI.
+        if let (true, Ok(mut rt)) = (self.child.is_some(), self.try_connect().await) {
             if let Ok(list) = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await {
                 for p in list.into_inner().items {
                     let _ = rt
@@ -453,6 +499,10 @@ impl Drop for Daemon {
         if self.child.is_none() {
             return;
         }
+        if IN_TEARDOWN.with(|t| t.get()) {
+            self.kill();
+            return;
+        }
         if std::thread::panicking() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
@@ -469,12 +519,19 @@ impl Drop for Daemon {
             child: self.child.take(),
         };
         let _ = std::thread::spawn(move || {
+            // A panic in this teardown drops `me` while unwinding: that Drop only kills, or
+            // each failed teardown would start another.
+            IN_TEARDOWN.with(|t| t.set(true));
             tokio::runtime::Runtime::new()
                 .unwrap()
                 .block_on(me.teardown());
         })
         .join();
     }
+}
+
+thread_local! {
+    static IN_TEARDOWN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A GetContainerEvents stream and the connection it runs on.
