@@ -10,6 +10,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // The unfiltered List replies are kept encoded between changes (src/cri/list.rs).
+        .extern_path(
+            ".runtime.v1.ListPodSandboxResponse",
+            "crate::cri::list::ListPodSandboxResponse",
+        )
+        .extern_path(
+            ".runtime.v1.ListContainersResponse",
+            "crate::cri::list::ListContainersResponse",
+        )
         .compile_protos(&["proto/api.proto", "proto/health.proto"], &["proto"])?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 #[allow(clippy::all, missing_docs)]
 pub mod api {
     tonic::include_proto!("runtime.v1");
+    pub use crate::cri::list::{ListContainersResponse, ListPodSandboxResponse};
 }
 
 /// grpc.health.v1, generated from `proto/health.proto`: the service gRPC probes call.

@@ -50,6 +50,10 @@ pub struct Cgroups {
     root: PathBuf,
     /// The v1 hierarchies (one mount per controller set), read once at start-up.
     v1_mounts: Vec<PathBuf>,
+    /// Every cgroup mount under `root` (v1 hierarchies, the unified one), read once at
+    /// start-up: they do not move while the daemon runs, and mountinfo grows with the pods
+    /// (five lines each), so reading it on each removal made teardown slower at scale.
+    hierarchies: Vec<PathBuf>,
     /// The v1 hierarchy of each controller (`memory` → /sys/fs/cgroup/memory).
     v1_controllers: std::collections::HashMap<String, PathBuf>,
 }
@@ -60,12 +64,14 @@ impl Cgroups {
             .map_err(|e| CgroupError::Detect(e.to_string()))?;
         let unified = matches!(setup, CgroupSetup::Unified);
         let root = PathBuf::from("/sys/fs/cgroup");
+        let hierarchies = hierarchy_mounts(&root);
         let v1_mounts = if unified {
             Vec::new()
         } else {
-            hierarchy_mounts(&root)
-                .into_iter()
+            hierarchies
+                .iter()
                 .filter(|m| m.parent() == Some(root.as_path()))
+                .cloned()
                 .collect()
         };
         let v1_controllers = if unified {
@@ -80,6 +86,7 @@ impl Cgroups {
             default_parent: default_parent.to_string(),
             root,
             v1_mounts,
+            hierarchies,
             v1_controllers,
         })
     }
@@ -166,7 +173,7 @@ impl Cgroups {
         if self.driver == CgroupDriver::Systemd || path.trim_matches('/').is_empty() {
             return Ok(());
         }
-        for mount in hierarchy_mounts(&self.root) {
+        for mount in &self.hierarchies {
             let dir = mount.join(path.trim_start_matches('/'));
             if dir.is_dir() {
                 rmdir_tree(&dir)?;
@@ -189,7 +196,7 @@ impl Cgroups {
         let deadline = std::time::Instant::now() + KILL_WAIT;
         loop {
             let mut members = Vec::new();
-            for mount in hierarchy_mounts(&self.root) {
+            for mount in &self.hierarchies {
                 let dir = mount.join(path.trim_start_matches('/'));
                 if !dir.is_dir() {
                     continue;
@@ -240,15 +247,16 @@ impl Cgroups {
         if self.driver == CgroupDriver::Systemd || path.trim_matches('/').is_empty() {
             return;
         }
-        for mount in hierarchy_mounts(&self.root) {
+        for mount in &self.hierarchies {
             let _ = std::fs::remove_dir(mount.join(path.trim_start_matches('/')));
         }
     }
 
     /// The sub-cgroups directly below `path` (a cgroupfs path) in any hierarchy, by name.
     pub fn children(&self, path: &str) -> Vec<String> {
-        let mut out: Vec<String> = hierarchy_mounts(&self.root)
-            .into_iter()
+        let mut out: Vec<String> = self
+            .hierarchies
+            .iter()
             .filter_map(|m| std::fs::read_dir(m.join(path.trim_start_matches('/'))).ok())
             .flat_map(|it| {
                 it.flatten()
@@ -399,6 +407,7 @@ mod tests {
             default_parent: parent.into(),
             root: PathBuf::from("/sys/fs/cgroup"),
             v1_mounts: Vec::new(),
+            hierarchies: Vec::new(),
             v1_controllers: Default::default(),
         }
     }

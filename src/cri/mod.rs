@@ -5,6 +5,7 @@ mod container;
 mod events;
 mod exec;
 mod image;
+pub mod list;
 mod rpc_metrics;
 mod runtime_info;
 mod sandbox;
@@ -23,6 +24,7 @@ use tonic::{Request, Response, Status};
 use crate::api::image_service_server::ImageServiceServer;
 use crate::api::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use crate::api::*;
+use crate::pod::table::generation;
 use crate::pod::Engine;
 use status::unimplemented;
 
@@ -31,11 +33,19 @@ pub struct CriServer {
     engine: Arc<Engine>,
     /// The Exec/Attach/PortForward streaming server, when a backend was given.
     streaming: Option<Arc<crate::streaming::Server>>,
+    /// The last unfiltered ListPodSandbox and ListContainers replies (list.rs).
+    kept_sandboxes: Arc<list::Kept>,
+    kept_containers: Arc<list::Kept>,
 }
 
 impl CriServer {
     pub fn new(engine: Arc<Engine>, streaming: Option<Arc<crate::streaming::Server>>) -> Self {
-        CriServer { engine, streaming }
+        CriServer {
+            engine,
+            streaming,
+            kept_sandboxes: Default::default(),
+            kept_containers: Default::default(),
+        }
     }
 }
 
@@ -155,8 +165,17 @@ impl RuntimeService for CriServer {
         &self,
         r: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        let items = self.list_pod_sandbox_inner(r.get_ref().filter.as_ref());
-        Ok(Response::new(ListPodSandboxResponse { items }))
+        // An empty filter takes everything, as none does.
+        let filter = r.get_ref().filter.as_ref();
+        let reply = match filter.filter(|f| **f != PodSandboxFilter::default()) {
+            None => {
+                ListPodSandboxResponse::from_encoded(self.kept_sandboxes.get(generation(), || {
+                    ListPodSandboxResponse::new(self.list_pod_sandbox_inner(None))
+                }))
+            }
+            f => ListPodSandboxResponse::new(self.list_pod_sandbox_inner(f)),
+        };
+        Ok(Response::new(reply))
     }
     type StreamPodSandboxesStream = One<StreamPodSandboxesResponse>;
     async fn stream_pod_sandboxes(
@@ -194,8 +213,16 @@ impl RuntimeService for CriServer {
         &self,
         r: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        let containers = self.list_containers_inner(r.get_ref().filter.as_ref());
-        Ok(Response::new(ListContainersResponse { containers }))
+        let filter = r.get_ref().filter.as_ref();
+        let reply = match filter.filter(|f| **f != ContainerFilter::default()) {
+            None => {
+                ListContainersResponse::from_encoded(self.kept_containers.get(generation(), || {
+                    ListContainersResponse::new(self.list_containers_inner(None))
+                }))
+            }
+            f => ListContainersResponse::new(self.list_containers_inner(f)),
+        };
+        Ok(Response::new(reply))
     }
     type StreamContainersStream = One<StreamContainersResponse>;
     async fn stream_containers(

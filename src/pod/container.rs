@@ -270,10 +270,7 @@ impl Engine {
             resources: Mutex::new(None),
         });
         self.publish(Event::Created, &c);
-        self.containers
-            .write()
-            .unwrap()
-            .insert(id.clone(), c.clone());
+        self.containers.insert(id.clone(), c.clone());
         undo.commit();
         self.watch_container(c);
         info!("container created");
@@ -294,7 +291,7 @@ impl Engine {
             .unwrap()
             .get(&format!("container/{name}"))
             .cloned()?;
-        let c = self.containers.read().unwrap().get(&owner).cloned()?;
+        let c = self.containers.read().get(&owner).cloned()?;
         let rec = c.record();
         (rec.sandbox_id == sandbox_id
             && rec.state() == ContainerState::Created
@@ -500,7 +497,7 @@ impl Engine {
             let rec = c.record();
             let shims = super::sweep::shim_processes(&self.paths.state);
             self.undo_container(&rec.id, Some(&rec), &shims).await?;
-            self.containers.write().unwrap().remove(&rec.id);
+            self.containers.remove(&rec.id);
             self.release_name("container", &rec.name);
             self.publish(Event::Deleted, &c);
             info!("unfinished container removed");
@@ -533,7 +530,7 @@ impl Engine {
         std::fs::remove_dir_all(&dir)
             .or_else(ignore_not_found)
             .map_err(EngineError::io(format!("removing {}", dir.display())))?;
-        self.containers.write().unwrap().remove(&rec.id);
+        self.containers.remove(&rec.id);
         self.release_name("container", &rec.name);
         self.publish(Event::Deleted, &c);
         info!("container removed");

@@ -317,7 +317,6 @@ impl Engine {
         let sandbox = self
             .sandboxes
             .read()
-            .unwrap()
             .get(sandbox_id)
             .map(|sb| (sb.clone(), sb.record()));
         let mut containers = self.pod_containers(sandbox_id);

@@ -19,12 +19,13 @@ pub mod recover;
 pub mod sandbox;
 pub mod stats;
 pub mod sweep;
+pub mod table;
 pub mod undo;
 pub mod update;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::api;
 use crate::cgroups::Cgroups;
@@ -128,8 +129,8 @@ pub struct Engine {
     pub images: Arc<ImageStore>,
     shim: PathBuf,
     host: HostLimits,
-    sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
-    containers: RwLock<HashMap<String, Arc<Container>>>,
+    sandboxes: table::Table<Sandbox>,
+    containers: table::Table<Container>,
     /// Reserved names (sandbox and container names share one map, with a kind prefix).
     names: Mutex<HashMap<String, String>>,
     events: events::Events,
@@ -169,8 +170,8 @@ impl Engine {
             cgroups,
             runtimes,
             images,
-            sandboxes: RwLock::new(HashMap::new()),
-            containers: RwLock::new(HashMap::new()),
+            sandboxes: table::Table::default(),
+            containers: table::Table::default(),
             names: Mutex::new(HashMap::new()),
             cpu_rates: stats::CpuRates::default(),
         });
@@ -220,25 +221,25 @@ impl Engine {
 
     /// Finds a sandbox by full ID or unique ID prefix (crictl shows truncated IDs).
     pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
-        find(&self.sandboxes.read().unwrap(), id).ok_or_else(|| EngineError::NotFound {
+        find(&self.sandboxes.read(), id).ok_or_else(|| EngineError::NotFound {
             kind: "pod sandbox",
             id: id.to_string(),
         })
     }
 
     pub fn container(&self, id: &str) -> Result<Arc<Container>> {
-        find(&self.containers.read().unwrap(), id).ok_or_else(|| EngineError::NotFound {
+        find(&self.containers.read(), id).ok_or_else(|| EngineError::NotFound {
             kind: "container",
             id: id.to_string(),
         })
     }
 
     pub fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
-        self.sandboxes.read().unwrap().values().cloned().collect()
+        self.sandboxes.read().values().cloned().collect()
     }
 
     pub fn containers(&self) -> Vec<Arc<Container>> {
-        self.containers.read().unwrap().values().cloned().collect()
+        self.containers.read().values().cloned().collect()
     }
 
     /// What `f` makes of each sandbox and its record as they are now, None left out, in the
@@ -248,7 +249,7 @@ impl Engine {
         &self,
         mut f: impl FnMut(&Sandbox, &SandboxRecord) -> Option<T>,
     ) -> Vec<T> {
-        let map = self.sandboxes.read().unwrap();
+        let map = self.sandboxes.read();
         let mut out = Vec::with_capacity(map.len());
         for sb in map.values() {
             if let Some(v) = f(sb, &sb.rec.lock().unwrap()) {
@@ -263,7 +264,7 @@ impl Engine {
         &self,
         mut f: impl FnMut(&Container, &ContainerRecord) -> Option<T>,
     ) -> Vec<T> {
-        let map = self.containers.read().unwrap();
+        let map = self.containers.read();
         let mut out = Vec::with_capacity(map.len());
         for c in map.values() {
             if let Some(v) = f(c, &c.rec.lock().unwrap()) {
@@ -313,12 +314,11 @@ impl Engine {
         let mut used: std::collections::HashSet<String> = self
             .containers
             .read()
-            .unwrap()
             .values()
             .flat_map(|c| c.rec.lock().unwrap().image_chain_ids.clone())
             .collect();
         // Image-based sandboxes' infra containers use their image's layers too.
-        for sb in self.sandboxes.read().unwrap().values() {
+        for sb in self.sandboxes.read().values() {
             if let Some(infra) = &sb.rec.lock().unwrap().infra {
                 used.extend(infra.image_chain_ids.iter().cloned());
             }
@@ -344,7 +344,6 @@ impl Engine {
     fn sandbox_containers(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
         self.containers
             .read()
-            .unwrap()
             .values()
             .filter(|c| c.rec.lock().unwrap().sandbox_id == sandbox_id)
             .cloned()

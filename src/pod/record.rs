@@ -202,6 +202,7 @@ pub fn update<T: Serialize + Clone>(
     }
     save(dir, &next)?;
     *guard = next.clone();
+    super::table::changed();
     Ok(Some(next))
 }
 

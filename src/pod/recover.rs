@@ -96,8 +96,7 @@ pub(super) async fn recover(engine: &Arc<Engine>) {
         };
         let rec = record::load::<ContainerRecord>(&dir);
         let config = record::load_config::<api::ContainerConfig>(&dir);
-        let has_sandbox =
-            |r: &ContainerRecord| engine.sandboxes.read().unwrap().contains_key(&r.sandbox_id);
+        let has_sandbox = |r: &ContainerRecord| engine.sandboxes.read().contains_key(&r.sandbox_id);
         let (rec, config) = match (rec, config) {
             (Ok(rec), Ok(config)) if !rec.creating && rec.id == id && has_sandbox(&rec) => {
                 (rec, config)
@@ -197,7 +196,7 @@ impl Engine {
             rec: Mutex::new(rec),
             op: tokio::sync::Mutex::new(()),
         });
-        self.sandboxes.write().unwrap().insert(id, sb.clone());
+        self.sandboxes.insert(id, sb.clone());
         sb
     }
 
@@ -222,7 +221,7 @@ impl Engine {
                 .ok(),
             ),
         });
-        self.containers.write().unwrap().insert(id, c.clone());
+        self.containers.insert(id, c.clone());
         c
     }
 
@@ -405,9 +404,8 @@ impl Engine {
         let known: HashSet<String> = self
             .sandboxes
             .read()
-            .unwrap()
             .keys()
-            .chain(self.containers.read().unwrap().keys())
+            .chain(self.containers.read().keys())
             .cloned()
             .collect();
         let mut swept = 0;

@@ -385,10 +385,7 @@ impl Engine {
             rec: Mutex::new(rec),
             op: tokio::sync::Mutex::new(()),
         });
-        self.sandboxes
-            .write()
-            .unwrap()
-            .insert(id.clone(), sb.clone());
+        self.sandboxes.insert(id.clone(), sb.clone());
         undo.commit();
         if let Some(infra) = &sb.record().infra {
             self.reap_infra_monitor(infra);
@@ -502,7 +499,7 @@ impl Engine {
             let rec = sb.record();
             let shims = super::sweep::shim_processes(&self.paths.state);
             self.undo_sandbox(&rec.id, Some(&rec), &shims).await?;
-            self.sandboxes.write().unwrap().remove(&rec.id);
+            self.sandboxes.remove(&rec.id);
             self.release_name("sandbox", &rec.name);
             info!("unfinished pod sandbox removed");
             return Ok(());
@@ -542,7 +539,7 @@ impl Engine {
         std::fs::remove_dir_all(&dir)
             .or_else(ignore_not_found)
             .map_err(EngineError::io(format!("removing {}", dir.display())))?;
-        self.sandboxes.write().unwrap().remove(&rec.id);
+        self.sandboxes.remove(&rec.id);
         self.release_name("sandbox", &rec.name);
         self.publish_sandbox(ContainerEventKind::Deleted, &sb, true);
         info!("pod sandbox removed");
@@ -572,7 +569,7 @@ impl Engine {
             .unwrap()
             .get(&format!("sandbox/{name}"))
             .cloned()?;
-        let sb = self.sandboxes.read().unwrap().get(&owner).cloned()?;
+        let sb = self.sandboxes.read().get(&owner).cloned()?;
         let rec = sb.record();
         (rec.state == SandboxState::Ready && rec.runtime_handler == handler && sb.config == *config)
             .then_some(owner)

@@ -264,8 +264,8 @@ impl Engine {
 
     /// Drops the CPU samples of containers and pods that no longer exist.
     fn forget_removed(&self) {
-        let containers = self.containers.read().unwrap();
-        let sandboxes = self.sandboxes.read().unwrap();
+        let containers = self.containers.read();
+        let sandboxes = self.sandboxes.read();
         self.cpu_rates
             .retain(|id| containers.contains_key(id) || sandboxes.contains_key(id));
     }
