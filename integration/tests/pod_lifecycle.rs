@@ -402,3 +402,49 @@ async fn remove_leaves_nothing_behind() {
     assert_eq!(e.code(), tonic::Code::NotFound);
     d.cleanup().await;
 }
+
+/// A running pod costs the host's mount table three entries: its /dev/shm, its pinned network
+/// namespace and its container's rootfs (IPC and UTS are joined through the pause, not pinned).
+/// Every runtime `create` reads that table whole, so each entry per pod slows all pod starts at
+/// scale.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_adds_three_mounts_to_the_host() {
+    let d = Daemon::start().await;
+    let base = d.root.parent().unwrap().to_string_lossy().into_owned();
+    let ours = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(base.as_str()))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = ours();
+    let mut rt = d.rt().await;
+    let (pod, _) = run_pod(
+        &mut rt,
+        pod_config("mounts", &d.root.join("logs")),
+        vec![container_config("c", BUSYBOX, &["sleep", "3000"])],
+    )
+    .await;
+    let added: Vec<String> = ours().into_iter().filter(|l| !before.contains(l)).collect();
+    assert_eq!(added.len(), 3, "{added:#?}");
+    for what in ["/shm ", "/ns/net ", "/rootfs "] {
+        assert!(
+            added.iter().any(|l| l.contains(what)),
+            "no {what} mount: {added:#?}"
+        );
+    }
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .unwrap();
+    assert_eq!(ours(), before, "mounts left after RemovePodSandbox");
+    d.cleanup().await;
+}

@@ -200,11 +200,21 @@ pub fn kill_and_reap(pid: i32) {
 /// Whether the pause owns a namespace kind.
 type Owns = fn(PauseNamespaces) -> bool;
 
-/// The namespace kinds peapod pins, with their /proc/PID/ns names.
-pub const PINNED: [(&str, Owns); 3] = [("net", |n| n.net), ("ipc", |n| n.ipc), ("uts", |n| n.uts)];
+/// The namespace kinds peapod pins, with their /proc/PID/ns names: only the network
+/// namespace, which must outlive the pause (the network is torn down in it after the pod
+/// stopped, and port-forward enters it). Containers join the pod's IPC and UTS namespaces
+/// through the pause's /proc entries, as containerd does: a container is only made while the
+/// sandbox is ready (its pause alive), and each pin was a mount in the host's table, which
+/// every runtime `create` reads whole.
+pub const PINNED: [(&str, Owns); 1] = [("net", |n| n.net)];
 
-/// Bind-mounts `/proc/PID/ns/KIND` on `dir/KIND` for each namespace the pause owns, so containers
-/// join by path and the namespaces survive the pause. On error, what was pinned is undone.
+/// Every kind an earlier peapod pinned too: [`unpin_all`] removes them all, so a pod made by
+/// one that pinned IPC and UTS leaves nothing behind.
+const EVER_PINNED: [&str; 3] = ["net", "ipc", "uts"];
+
+/// Bind-mounts `/proc/PID/ns/KIND` on `dir/KIND` for each [`PINNED`] namespace the pause
+/// owns, so containers join by path and the namespace survives the pause. On error, what was
+/// pinned is undone.
 pub fn pin(pid: i32, ns: PauseNamespaces, dir: &Path) -> Result<Vec<PathBuf>, PauseError> {
     std::fs::create_dir_all(dir).map_err(|source| PauseError::Io {
         path: dir.to_owned(),
@@ -249,7 +259,7 @@ pub fn pin(pid: i32, ns: PauseNamespaces, dir: &Path) -> Result<Vec<PathBuf>, Pa
 /// Undoes [`pin`]: unmounts and removes every pinned namespace file in `dir`, then `dir`.
 /// Idempotent: missing files and mounts are fine.
 pub fn unpin_all(dir: &Path) {
-    for (kind, _) in PINNED {
+    for kind in EVER_PINNED {
         let target = dir.join(kind);
         if target.exists() {
             if let Err(e) = nix::mount::umount2(&target, MntFlags::MNT_DETACH) {

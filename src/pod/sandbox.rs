@@ -581,17 +581,19 @@ impl Engine {
         let dir = self.paths.sandbox_dir(&rec.id);
         let ns_dir = self.paths.sandbox_state_dir(&rec.id).join("ns");
         let ns = rec.namespaces;
-        let ns_path = |host: bool, kind: &str| (!host).then(|| ns_dir.join(kind));
+        // The network namespace is pinned; the others are the pause's own (pause.rs PINNED).
+        let pinned = |host: bool, kind: &str| (!host).then(|| ns_dir.join(kind));
+        let pause = |own: bool, kind: &str| {
+            own.then(|| PathBuf::from(format!("/proc/{}/ns/{kind}", rec.pause_pid)))
+        };
         let linux = sb.config.linux.as_ref();
         crate::oci::spec::SandboxView {
             id: rec.id.clone(),
             hostname: rec.hostname.clone(),
-            net_ns: ns_path(ns.host_network, "net"),
-            ipc_ns: ns_path(ns.host_ipc, "ipc"),
-            uts_ns: ns_path(ns.host_network, "uts"),
-            pid_ns: ns
-                .pod_pid
-                .then(|| PathBuf::from(format!("/proc/{}/ns/pid", rec.pause_pid))),
+            net_ns: pinned(ns.host_network, "net"),
+            ipc_ns: pause(!ns.host_ipc, "ipc"),
+            uts_ns: pause(!ns.host_network, "uts"),
+            pid_ns: pause(ns.pod_pid, "pid"),
             hostname_file: Some(dir.join("hostname")),
             hosts_file: Some(dir.join("hosts")),
             resolv_conf: Some(dir.join("resolv.conf")),
