@@ -1,7 +1,11 @@
 //! `make bench`: pod start latency (RunPodSandbox + CreateContainer + StartContainer) next to the
 //! bare OCI runtime doing create + start of an equivalent bundle, the daemon's RSS idle and with
 //! 20 pods, the monitor's RSS and PSS, and List* latency with 100 pods. A benchmark, not a test:
-//! it prints figures and asserts nothing.
+//! it prints figures and asserts nothing about them (only that what it times worked).
+//!
+//! Then 250 running pods (`../bench/scale.rs`): pod start, the bare runtime at that count, the
+//! daemon's RSS, the per-pod helpers' PSS, List latency and the host's mount table, peapod's and
+//! then containerd's, each with only its own pods on the host.
 //!
 //! Then exec, on one busybox `sleep 3000` container per runtime: ExecSync `true` (median, p90)
 //! beside a bare `runc exec --process FILE` in a container the bare runtime keeps running; CRI
@@ -48,6 +52,8 @@ use peapod::api::*;
 use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
 
+#[path = "../bench/scale.rs"]
+mod scale;
 #[path = "../bench/static_pods.rs"]
 mod static_pods;
 
@@ -1694,78 +1700,28 @@ async fn main() {
     let bare = Bare::new(&layer, &work);
     let bare_med = median(bare.start_latency());
 
-    // Memory with 20 pods, then List latency with 100: peapod's, then containerd's.
-    let mut pods = start_pods(&mut rt, &logs, "", 100, 20).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let with20 = mem_kib(daemon_pid).0;
-    let mut mons = Vec::new();
-    for (_, c) in &pods {
-        mons.push(container_pid(&mut rt, c).await.1);
-    }
-    let helper = mean_mem(&mons);
-    pods.extend(start_pods(&mut rt, &logs, "", 200, 80).await);
-    let list = list_latency(&mut rt, 100).await;
-    let with100 = mem_kib(daemon_pid).0;
-    // Then at SCALE_PODS: memory, List, and pod start beside the bare runtime at that count.
-    pods.extend(start_pods(&mut rt, &logs, "", 400, SCALE_PODS - 100).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_scale = mem_kib(daemon_pid).0;
-    let list_scale = list_latency(&mut rt, SCALE_PODS).await;
-    let mut lat_scale = Vec::new();
-    for i in 0..ITER + 2 {
-        let took = timed_pod(&mut rt, &logs, "", 3000 + i).await;
-        if i >= 2 {
-            lat_scale.push(took);
-        }
-    }
-    let bare_scale = median(bare.start_latency());
-    let mounts_scale = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().count())
-        .unwrap_or(0);
-    for (pod, _) in pods {
-        remove_pod(&mut rt, pod).await;
-    }
-    let scale = Scale {
-        lat: lat_scale,
-        bare: bare_scale,
-        rss: rss_scale,
-        list: list_scale,
-        mounts: mounts_scale,
+    // Memory, List and the SCALE_PODS figures: peapod's, then containerd's.
+    let side = scale::Side {
+        rt: &mut rt,
+        logs: &logs,
+        cgroup_parent: "",
+        daemon: daemon_pid,
+        ctrd: None,
     };
-    let peapod = Figures {
-        lat,
-        idle,
-        with20,
-        with100,
-        helper,
-        list,
-    };
-
-    let containerd = match ctrd_rt.as_mut() {
+    let (peapod, scale) = scale::run(side, &bare, true, lat, idle).await;
+    let (containerd, ctrd_scale) = match ctrd_rt.as_mut() {
         Some((c, crt, idle, clogs)) => {
-            let cg = c.cgroup_parent.as_str();
-            let mut pods = start_pods(crt, clogs, cg, 100, 20).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let with20 = mem_kib(c.pid()).0;
-            let shims = c.shims();
-            assert_eq!(shims.len(), 20, "one containerd shim per pod");
-            let helper = mean_mem(&shims);
-            pods.extend(start_pods(crt, clogs, cg, 200, 80).await);
-            let list = list_latency(crt, 100).await;
-            let with100 = mem_kib(c.pid()).0;
-            for (pod, _) in pods {
-                remove_pod(crt, pod).await;
-            }
-            Some(Figures {
-                lat: ctrd_lat,
-                idle: *idle,
-                with20,
-                with100,
-                helper,
-                list,
-            })
+            let side = scale::Side {
+                rt: crt,
+                logs: clogs,
+                cgroup_parent: &c.cgroup_parent,
+                daemon: c.pid(),
+                ctrd: Some(*c),
+            };
+            let (f, s) = scale::run(side, &bare, true, ctrd_lat, *idle).await;
+            (Some(f), s)
         }
-        None => None,
+        None => (None, None),
     };
 
     // Exec: one pod per runtime and the bare runtime's kept container, then (containerd gone)
@@ -1808,7 +1764,10 @@ async fn main() {
     pexec.remove().await;
 
     print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
-    print_scale_table(&peapod, bare_med, &scale);
+    if let Some(scale) = &scale {
+        let c = containerd.as_ref().zip(ctrd_scale.as_ref());
+        scale::print((&peapod, scale), c, bare_med);
+    }
     print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
     pull_bench(&d).await;
     let (builtin, cni) = net_bench().await;
@@ -1978,70 +1937,6 @@ fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med
             println!("| {what} | {a} |");
         }
     }
-}
-
-/// Running pods in the scale figures.
-const SCALE_PODS: usize = 250;
-
-/// peapod with `SCALE_PODS` pods running.
-struct Scale {
-    /// Pod starts (RunPodSandbox+Create+Start) with that many running.
-    lat: Vec<Duration>,
-    /// The bare runtime's create+start median at the same count.
-    bare: Duration,
-    rss: u64,
-    list: Duration,
-    /// The host's mount count then (the runtime's own cost grows with it).
-    mounts: usize,
-}
-
-/// peapod's own share of a pod start, with no pods and with `SCALE_PODS` running, each beside
-/// the bare runtime measured at the same count; memory and List there.
-fn print_scale_table(p: &Figures, bare_med: Duration, s: &Scale) {
-    let (a0, a1) = (median(p.lat.clone()), median(s.lat.clone()));
-    let (o0, o1) = (a0.saturating_sub(bare_med), a1.saturating_sub(s.bare));
-    let r = |a: Duration, b: Duration| {
-        if b.is_zero() {
-            "-".into()
-        } else {
-            format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
-        }
-    };
-    println!(
-        "\npeapod at {SCALE_PODS} running pods (built-in network, busybox `sleep 3000`; \
-         {} mounts on the host then), beside no pods running",
-        s.mounts
-    );
-    println!("| what | no pods | {SCALE_PODS} pods | {SCALE_PODS} / none |");
-    println!("|---|---|---|---|");
-    println!(
-        "| RunPodSandbox+Create+Start, median | {} | {} | {} |",
-        ms(a0),
-        ms(a1),
-        r(a1, a0)
-    );
-    println!(
-        "| bare runc create+start at the same count, median | {} | {} | {} |",
-        ms(bare_med),
-        ms(s.bare),
-        r(s.bare, bare_med)
-    );
-    println!(
-        "| peapod's own share (the difference) | {} | {} | {} |",
-        ms(o0),
-        ms(o1),
-        r(o1, o0)
-    );
-    println!("| daemon RSS | {} (idle) | {} | |", mib(p.idle), mib(s.rss));
-    println!(
-        "| ListPodSandbox+ListContainers, median | {} (100 pods) | {} | |",
-        ms(p.list),
-        ms(s.list)
-    );
-    println!(
-        "targets: own share at {SCALE_PODS} pods <= 1.2x that with none; daemon RSS <= 12 MiB \
-         and List <= 1 ms (0.5 ms) at {SCALE_PODS} pods"
-    );
 }
 
 /// Pull + unpack of a ~100 MB image from a registry on loopback, beside `tar -xzf` of the same
