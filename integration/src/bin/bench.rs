@@ -38,6 +38,11 @@
 //! `mode = "none"`, alternately. The bridges, nft table, netns pins, host-local data and the
 //! portmap iptables chains this run made are removed at the end, also from the panic hook.
 //!
+//! Image pull (`../bench/pull.rs`): PullImage of a one-layer (105 MB gzip) and a 4-layer
+//! (84 MB gzip, 168 MB unpacked) image from a registry on loopback, peapod then containerd, each
+//! into a store without the image, beside `tar -xzf` of the same layer files in turn, and each
+//! daemon's peak RSS during the pulls.
+//!
 //! Then static pods (`../bench/static_pods.rs`): manifest file → Running and → Ready beside
 //! Debian's podman `kube play` of the same manifest, and the daemon's CPU and RSS with 100
 //! static pods probed over HTTP every second.
@@ -52,6 +57,8 @@ use peapod::api::*;
 use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
 
+#[path = "../bench/pull.rs"]
+mod pull;
 #[path = "../bench/scale.rs"]
 mod scale;
 #[path = "../bench/static_pods.rs"]
@@ -346,10 +353,11 @@ fn unique(prefix: &str) -> String {
 }
 
 /// containerd's config: CRI with the fixture pause image as sandbox image, overlayfs, runc via
-/// io.containerd.runc.v2 on cgroupfs, a loopback-only CNI network, and every path containerd
-/// lets one configure (root, state, sockets, runc's state root, netns pins, the opt plugin) in
-/// `dir`. Snapshotters that would probe the host (aufs's modprobe, btrfs, zfs, devmapper) are
-/// disabled, and so is AppArmor (no profile is loaded into the host's kernel).
+/// io.containerd.runc.v2 on cgroupfs, a loopback-only CNI network, registry hosts configured in
+/// `dir/certs.d` (where the pull part says the bench's registry is plain HTTP), and every path
+/// containerd lets one configure (root, state, sockets, runc's state root, netns pins, the opt
+/// plugin) in `dir`. Snapshotters that would probe the host (aufs's modprobe, btrfs, zfs,
+/// devmapper) are disabled, and so is AppArmor (no profile is loaded into the host's kernel).
 fn ctrd_config(dir: &Path, sock: &Path) -> String {
     let d = dir.display();
     format!(
@@ -397,6 +405,8 @@ disabled_plugins = [
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{d}/runc"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{d}/cni/bin"
     conf_dir = "{d}/cni/net.d"
@@ -1641,6 +1651,7 @@ async fn main() {
         teardown_net();
         teardown_peapod();
         static_pods::teardown();
+        pull::teardown();
     }));
 
     let d = Daemon::start().await;
@@ -1753,6 +1764,7 @@ async fn main() {
         Some((c, crt, _, clogs)) => Some(ctrd_net_bench(c, crt, clogs).await),
         None => None,
     };
+    let pulls = pull::bench(&d, ctrd.as_ref()).await;
     let version = ctrd.as_ref().map(|c| c.version.clone());
     drop(ctrd_rt);
     drop(ctrd);
@@ -1769,7 +1781,7 @@ async fn main() {
         scale::print((&peapod, scale), c, bare_med);
     }
     print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
-    pull_bench(&d).await;
+    pull::print(&pulls, version.as_deref());
     let (builtin, cni) = net_bench().await;
     let start = start_net_vs_none(&d).await;
     print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
@@ -1937,77 +1949,6 @@ fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med
             println!("| {what} | {a} |");
         }
     }
-}
-
-/// Pull + unpack of a ~100 MB image from a registry on loopback, beside `tar -xzf` of the same
-/// layer, and the daemon's peak RSS while it pulls.
-async fn pull_bench(d: &Daemon) {
-    let reg = Registry::start();
-    let base = d.root.parent().unwrap().join("pullbench");
-    let (layer, size) = peapod_integration::layout::random_image(&base.join("layout"), 100 << 20);
-    reg.push_layout(&base.join("layout"), "bench/big:1");
-    let pid = d.pid().unwrap() as i32;
-    let before = mem_kib(pid).0;
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(mem_kib(pid).0, std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let mut img = d.img().await;
-    let t = Instant::now();
-    img.pull_image(PullImageRequest {
-        image: Some(ImageSpec {
-            image: format!("{}/bench/big:1", reg.addr),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
-    let pull = t.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
-    let out = base.join("untar");
-    std::fs::create_dir_all(&out).unwrap();
-    let t = Instant::now();
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let untar = t.elapsed();
-    let mb = size as f64 / 1e6;
-    println!(
-        "\nimage pull: {:.0} MB gzip layer from a registry on 127.0.0.1",
-        mb
-    );
-    println!("| what | figure |");
-    println!("|---|---|");
-    println!(
-        "| PullImage (download, verify, unpack) | {} ({:.0} MB/s) |",
-        ms(pull),
-        mb / pull.as_secs_f64()
-    );
-    println!(
-        "| tar -xzf of the same layer | {} ({:.0} MB/s) |",
-        ms(untar),
-        mb / untar.as_secs_f64()
-    );
-    println!(
-        "| daemon RSS before / peak during pull | {} / {} |",
-        mib(before),
-        mib(peak.load(std::sync::atomic::Ordering::Relaxed))
-    );
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 // ---- pod network ----
