@@ -46,6 +46,9 @@
 //! Then static pods (`../bench/static_pods.rs`): manifest file → Running and → Ready beside
 //! Debian's podman `kube play` of the same manifest, and the daemon's CPU and RSS with 100
 //! static pods probed over HTTP every second.
+//!
+//! `PEAPOD_BENCH_ONLY=part,...` runs only the parts named (`start`, `scale`, `exec`, `pull`,
+//! `net`, `static`; `../bench/parts.rs` says what each holds), e.g. `PEAPOD_BENCH_ONLY=pull,scale`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,6 +60,8 @@ use peapod::api::*;
 use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
 
+#[path = "../bench/parts.rs"]
+mod parts;
 #[path = "../bench/pull.rs"]
 mod pull;
 #[path = "../bench/scale.rs"]
@@ -1642,6 +1647,13 @@ async fn main() {
     if !require_root() {
         std::process::exit(1);
     }
+    let parts = parts::Parts::from_env().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    if let Some(only) = parts.selected() {
+        println!("PEAPOD_BENCH_ONLY: only {only}");
+    }
     // Release builds abort on panic, so Drop does not run: undo containerd from the hook.
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -1668,12 +1680,16 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = mem_kib(daemon_pid).0;
 
-    let ctrd = match Ctrd::start().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            println!("containerd left out: {e}");
-            None
+    let ctrd = if parts.containerd() {
+        match Ctrd::start().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                println!("containerd left out: {e}");
+                None
+            }
         }
+    } else {
+        None
     };
     let mut ctrd_rt = match &ctrd {
         Some(c) => {
@@ -1684,109 +1700,138 @@ async fn main() {
         None => None,
     };
 
-    // Pod start latency, alternately one peapod pod and one containerd pod.
-    let mut lat = Vec::new();
-    let mut ctrd_lat = Vec::new();
-    for i in 0..ITER + 2 {
-        let took = timed_pod(&mut rt, &logs, "", i).await;
-        if i >= 2 {
-            lat.push(took);
-        }
-        if let Some((c, crt, _, clogs)) = ctrd_rt.as_mut() {
-            let took = timed_pod(crt, clogs, &c.cgroup_parent, i).await;
+    // The bare runtime on the image's single layer.
+    let bare = (parts.pods() || parts.has("exec")).then(|| {
+        let layer = std::fs::read_dir(d.root.join("images/layers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("diff"))
+            .find(|p| p.join("bin/busybox").exists())
+            .expect("busybox layer");
+        Bare::new(&layer, &d.root.parent().unwrap().join("bare"))
+    });
+
+    // Pod start latency, alternately one peapod pod and one containerd pod; then memory, List
+    // and (for `scale`) the SCALE_PODS figures, peapod's, then containerd's.
+    let mut pods = None;
+    if let Some(bare) = bare.as_ref().filter(|_| parts.pods()) {
+        let mut lat = Vec::new();
+        let mut ctrd_lat = Vec::new();
+        for i in 0..ITER + 2 {
+            let took = timed_pod(&mut rt, &logs, "", i).await;
             if i >= 2 {
-                ctrd_lat.push(took);
+                lat.push(took);
+            }
+            if let Some((c, crt, _, clogs)) = ctrd_rt.as_mut() {
+                let took = timed_pod(crt, clogs, &c.cgroup_parent, i).await;
+                if i >= 2 {
+                    ctrd_lat.push(took);
+                }
             }
         }
+        let bare_med = median(bare.start_latency());
+        let with_scale = parts.has("scale");
+        let side = scale::Side {
+            rt: &mut rt,
+            logs: &logs,
+            cgroup_parent: "",
+            daemon: daemon_pid,
+            ctrd: None,
+        };
+        let peapod = scale::run(side, bare, with_scale, lat, idle).await;
+        let containerd = match ctrd_rt.as_mut() {
+            Some((c, crt, idle, clogs)) => {
+                let side = scale::Side {
+                    rt: crt,
+                    logs: clogs,
+                    cgroup_parent: &c.cgroup_parent,
+                    daemon: c.pid(),
+                    ctrd: Some(*c),
+                };
+                Some(scale::run(side, bare, with_scale, ctrd_lat, *idle).await)
+            }
+            None => None,
+        };
+        pods = Some((peapod, containerd, bare_med));
     }
-
-    // The bare runtime on the image's single layer.
-    let layer = std::fs::read_dir(d.root.join("images/layers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("diff"))
-        .find(|p| p.join("bin/busybox").exists())
-        .expect("busybox layer");
-    let work = d.root.parent().unwrap().join("bare");
-    let bare = Bare::new(&layer, &work);
-    let bare_med = median(bare.start_latency());
-
-    // Memory, List and the SCALE_PODS figures: peapod's, then containerd's.
-    let side = scale::Side {
-        rt: &mut rt,
-        logs: &logs,
-        cgroup_parent: "",
-        daemon: daemon_pid,
-        ctrd: None,
-    };
-    let (peapod, scale) = scale::run(side, &bare, true, lat, idle).await;
-    let (containerd, ctrd_scale) = match ctrd_rt.as_mut() {
-        Some((c, crt, idle, clogs)) => {
-            let side = scale::Side {
-                rt: crt,
-                logs: clogs,
-                cgroup_parent: &c.cgroup_parent,
-                daemon: c.pid(),
-                ctrd: Some(*c),
-            };
-            let (f, s) = scale::run(side, &bare, true, ctrd_lat, *idle).await;
-            (Some(f), s)
-        }
-        None => (None, None),
-    };
 
     // Exec: one pod per runtime and the bare runtime's kept container, then (containerd gone)
     // peapod's RSS across many ExecSync calls.
-    let mut pexec = ExecPod::start(&d.socket, &logs, "")
-        .await
-        .expect("peapod exec pod");
-    let mut cexec = match ctrd_rt.as_ref() {
-        Some((c, _, _, clogs)) => Some(ExecPod::start(&c.sock, clogs, &c.cgroup_parent).await),
-        None => None,
-    };
-    bare.start_kept();
-    let (pfig, cfig, bare_exec) = exec_bench(
-        &mut pexec,
-        cexec.as_mut().and_then(|c| c.as_mut().ok()),
-        &bare,
-    )
-    .await;
+    let mut exec = None;
+    if let Some(bare) = bare.as_ref().filter(|_| parts.has("exec")) {
+        let mut pexec = ExecPod::start(&d.socket, &logs, "")
+            .await
+            .expect("peapod exec pod");
+        let mut cexec = match ctrd_rt.as_ref() {
+            Some((c, _, _, clogs)) => Some(ExecPod::start(&c.sock, clogs, &c.cgroup_parent).await),
+            None => None,
+        };
+        bare.start_kept();
+        let (pfig, cfig, bare_exec) = exec_bench(
+            &mut pexec,
+            cexec.as_mut().and_then(|c| c.as_mut().ok()),
+            bare,
+        )
+        .await;
+        let cfig = match cexec {
+            Some(Ok(c)) => {
+                c.remove().await;
+                Some(Ok(cfig))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        exec = Some((pexec, pfig, cfig, bare_exec));
+    }
     drop(bare);
-    let cfig = match cexec {
-        Some(Ok(c)) => {
-            c.remove().await;
-            Some(Ok(cfig))
-        }
-        Some(Err(e)) => Some(Err(e)),
-        None => None,
-    };
     let ctrd_net = match ctrd_rt.as_mut() {
-        Some((c, crt, _, clogs)) => Some(ctrd_net_bench(c, crt, clogs).await),
-        None => None,
+        Some((c, crt, _, clogs)) if parts.has("net") => Some(ctrd_net_bench(c, crt, clogs).await),
+        _ => None,
     };
-    let pulls = pull::bench(&d, ctrd.as_ref()).await;
+    let pulls = if parts.has("pull") {
+        Some(pull::bench(&d, ctrd.as_ref()).await)
+    } else {
+        None
+    };
     let version = ctrd.as_ref().map(|c| c.version.clone());
     drop(ctrd_rt);
     drop(ctrd);
-    let rss_calls = std::env::var("PEAPOD_BENCH_EXEC_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(EXEC_RSS_CALLS);
-    let rss = exec_rss(&mut pexec, daemon_pid, rss_calls).await;
-    pexec.remove().await;
+    let exec = match exec {
+        Some((mut pexec, pfig, cfig, bare_exec)) => {
+            let rss_calls = std::env::var("PEAPOD_BENCH_EXEC_N")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(EXEC_RSS_CALLS);
+            let rss = exec_rss(&mut pexec, daemon_pid, rss_calls).await;
+            pexec.remove().await;
+            Some((pfig, cfig, bare_exec, rss))
+        }
+        None => None,
+    };
 
-    print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
-    if let Some(scale) = &scale {
-        let c = containerd.as_ref().zip(ctrd_scale.as_ref());
-        scale::print((&peapod, scale), c, bare_med);
+    if let Some(((p, ps), c, bare_med)) = &pods {
+        let cf = c.as_ref().map(|c| &c.0);
+        print_table(p, cf, version.as_deref(), *bare_med);
+        if let Some(ps) = ps {
+            let cs = c.as_ref().and_then(|(f, s)| Some((f, s.as_ref()?)));
+            scale::print((p, ps), cs, *bare_med);
+        }
     }
-    print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
-    pull::print(&pulls, version.as_deref());
-    let (builtin, cni) = net_bench().await;
-    let start = start_net_vs_none(&d).await;
-    print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
-    let sp = static_pods::bench(&d).await;
-    static_pods::print(&sp, median, ms);
+    if let Some((pfig, cfig, bare_exec, rss)) = &exec {
+        print_exec_table(pfig, cfig.as_ref(), bare_exec, rss);
+    }
+    if let Some(f) = &pulls {
+        pull::print(f, version.as_deref());
+    }
+    if parts.has("net") {
+        let (builtin, cni) = net_bench().await;
+        let start = start_net_vs_none(&d).await;
+        print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
+    }
+    if parts.has("static") {
+        let sp = static_pods::bench(&d).await;
+        static_pods::print(&sp, median, ms);
+    }
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
