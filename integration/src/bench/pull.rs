@@ -64,6 +64,8 @@ struct Row {
 
 pub struct PullFigures {
     rows: Vec<Row>,
+    /// What a store still held after the last RemoveImage.
+    left: Vec<String>,
 }
 
 /// A runtime's image service, daemon and store directories.
@@ -311,9 +313,19 @@ pub async fn bench(d: &Daemon, ctrd: Option<&Ctrd>) -> PullFigures {
             tar,
         });
     }
+    let mut left = Vec::new();
+    if let Err(e) = peapod.settled().await {
+        left.push(format!("peapod: {e}"));
+    }
+    if let Some(Err(e)) = match &containerd {
+        Some(Ok(s)) => Some(s.settled().await),
+        _ => None,
+    } {
+        left.push(format!("containerd: {e}"));
+    }
     teardown();
     let _ = std::fs::remove_dir_all(&base);
-    PullFigures { rows }
+    PullFigures { rows, left }
 }
 
 /// containerd's store, once it knows the registry is plain HTTP.
@@ -429,7 +441,7 @@ pub fn print(f: &PullFigures, ctrd_version: Option<&str>) {
             None => println!("| {what} | {} | | |", mem(&r.peapod)),
         }
     }
-    for e in failures {
+    for e in failures.iter().chain(&f.left) {
         println!("{e}");
     }
 }
