@@ -76,7 +76,10 @@ fuzz:
 	  BOLERO_RANDOM_TEST_TIME_MS=$$(( $(FUZZ_TIME) * 1000 )) $(CARGO) test --test fuzz; \
 	fi
 
-# Benchmarks (not tests): pod start latency against bare runc, daemon and monitor memory.
+# Benchmarks (not tests): peapod beside containerd and the floors under both (bare runc, tar -xzf):
+# pod start, memory and List at 20 to 250 pods, exec, image pull, pod network, static pods.
+# `make bench PEAPOD_BENCH_ONLY=pull,scale` runs only the parts named (start, scale, exec, pull,
+# net, static; see integration/src/bench/parts.rs).
 bench: deps release
 	$(CARGO) build --release -p peapod-integration --bin peapod-bench
 	PEAPOD_BIN_DIR=$(abspath $(RELEASE_DIR)) $(RELEASE_DIR)/peapod-bench

@@ -42,3 +42,53 @@ pub fn random_image(layout: &Path, bytes: usize) -> (PathBuf, u64) {
     let path = layout.join("blobs/sha256").join(&sha256(&layer.blob)[7..]);
     (path, layer.blob.len() as u64)
 }
+
+/// An OCI layout with one gzip layer per entry of `sizes`, each of that many bytes of file data
+/// (1 MiB files) that gzip shrinks about 2:1: blocks of 4 KiB of random data alternate with
+/// 4 KiB of zeros. Returns each layer blob's path and size, lowest layer first.
+pub fn random_image_layers(layout: &Path, sizes: &[usize]) -> Vec<(PathBuf, u64)> {
+    const FILE: usize = 1 << 20;
+    const BLOCK: usize = 4096;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut layers = Vec::new();
+    for (l, &bytes) in sizes.iter().enumerate() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (f, start) in (0..bytes).step_by(FILE).enumerate() {
+            let mut data = vec![0u8; FILE.min(bytes - start)];
+            for block in data.chunks_mut(BLOCK).step_by(2) {
+                for chunk in block.chunks_mut(8) {
+                    // xorshift64, as in random_image.
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+                }
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("layer{l}/file{f}"), data.as_slice())
+                .unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        // gzip's default level, as image builders use: the fastest one (with the workspace's
+        // zlib-rs) codes the random blocks with fixed Huffman tables, which grows them by 6%.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        layers.push(Layer {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            diff_id: sha256(&tar),
+            blob: gz.finish().unwrap(),
+        });
+    }
+    let config = config_json(serde_json::json!({}), &layers);
+    write_layout(layout, &config, &layers);
+    layers
+        .iter()
+        .map(|l| {
+            let path = layout.join("blobs/sha256").join(&sha256(&l.blob)[7..]);
+            (path, l.blob.len() as u64)
+        })
+        .collect()
+}

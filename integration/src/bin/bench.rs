@@ -1,7 +1,11 @@
 //! `make bench`: pod start latency (RunPodSandbox + CreateContainer + StartContainer) next to the
 //! bare OCI runtime doing create + start of an equivalent bundle, the daemon's RSS idle and with
 //! 20 pods, the monitor's RSS and PSS, and List* latency with 100 pods. A benchmark, not a test:
-//! it prints figures and asserts nothing.
+//! it prints figures and asserts nothing about them (only that what it times worked).
+//!
+//! Then 250 running pods (`../bench/scale.rs`): pod start, the bare runtime at that count, the
+//! daemon's RSS, the per-pod helpers' PSS, List latency and the host's mount table, peapod's and
+//! then containerd's, each with only its own pods on the host.
 //!
 //! Then exec, on one busybox `sleep 3000` container per runtime: ExecSync `true` (median, p90)
 //! beside a bare `runc exec --process FILE` in a container the bare runtime keeps running; CRI
@@ -34,9 +38,17 @@
 //! `mode = "none"`, alternately. The bridges, nft table, netns pins, host-local data and the
 //! portmap iptables chains this run made are removed at the end, also from the panic hook.
 //!
+//! Image pull (`../bench/pull.rs`): PullImage of a one-layer (105 MB gzip) and a 4-layer
+//! (84 MB gzip, 168 MB unpacked) image from a registry on loopback, peapod then containerd, each
+//! into a store without the image, beside `tar -xzf` of the same layer files in turn, and each
+//! daemon's peak RSS during the pulls.
+//!
 //! Then static pods (`../bench/static_pods.rs`): manifest file → Running and → Ready beside
 //! Debian's podman `kube play` of the same manifest, and the daemon's CPU and RSS with 100
 //! static pods probed over HTTP every second.
+//!
+//! `PEAPOD_BENCH_ONLY=part,...` runs only the parts named (`start`, `scale`, `exec`, `pull`,
+//! `net`, `static`; `../bench/parts.rs` says what each holds), e.g. `PEAPOD_BENCH_ONLY=pull,scale`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +60,12 @@ use peapod::api::*;
 use peapod::streaming::spdy::{Decoder, Encoder, Frame, Headers};
 use peapod_integration::*;
 
+#[path = "../bench/parts.rs"]
+mod parts;
+#[path = "../bench/pull.rs"]
+mod pull;
+#[path = "../bench/scale.rs"]
+mod scale;
 #[path = "../bench/static_pods.rs"]
 mod static_pods;
 
@@ -340,10 +358,11 @@ fn unique(prefix: &str) -> String {
 }
 
 /// containerd's config: CRI with the fixture pause image as sandbox image, overlayfs, runc via
-/// io.containerd.runc.v2 on cgroupfs, a loopback-only CNI network, and every path containerd
-/// lets one configure (root, state, sockets, runc's state root, netns pins, the opt plugin) in
-/// `dir`. Snapshotters that would probe the host (aufs's modprobe, btrfs, zfs, devmapper) are
-/// disabled, and so is AppArmor (no profile is loaded into the host's kernel).
+/// io.containerd.runc.v2 on cgroupfs, a loopback-only CNI network, registry hosts configured in
+/// `dir/certs.d` (where the pull part says the bench's registry is plain HTTP), and every path
+/// containerd lets one configure (root, state, sockets, runc's state root, netns pins, the opt
+/// plugin) in `dir`. Snapshotters that would probe the host (aufs's modprobe, btrfs, zfs,
+/// devmapper) are disabled, and so is AppArmor (no profile is loaded into the host's kernel).
 fn ctrd_config(dir: &Path, sock: &Path) -> String {
     let d = dir.display();
     format!(
@@ -391,6 +410,8 @@ disabled_plugins = [
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{d}/runc"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{d}/cni/bin"
     conf_dir = "{d}/cni/net.d"
@@ -1626,6 +1647,13 @@ async fn main() {
     if !require_root() {
         std::process::exit(1);
     }
+    let parts = parts::Parts::from_env().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    if let Some(only) = parts.selected() {
+        println!("PEAPOD_BENCH_ONLY: only {only}");
+    }
     // Release builds abort on panic, so Drop does not run: undo containerd from the hook.
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -1635,6 +1663,7 @@ async fn main() {
         teardown_net();
         teardown_peapod();
         static_pods::teardown();
+        pull::teardown();
     }));
 
     let d = Daemon::start().await;
@@ -1651,12 +1680,16 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = mem_kib(daemon_pid).0;
 
-    let ctrd = match Ctrd::start().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            println!("containerd left out: {e}");
-            None
+    let ctrd = if parts.containerd() {
+        match Ctrd::start().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                println!("containerd left out: {e}");
+                None
+            }
         }
+    } else {
+        None
     };
     let mut ctrd_rt = match &ctrd {
         Some(c) => {
@@ -1667,155 +1700,138 @@ async fn main() {
         None => None,
     };
 
-    // Pod start latency, alternately one peapod pod and one containerd pod.
-    let mut lat = Vec::new();
-    let mut ctrd_lat = Vec::new();
-    for i in 0..ITER + 2 {
-        let took = timed_pod(&mut rt, &logs, "", i).await;
-        if i >= 2 {
-            lat.push(took);
-        }
-        if let Some((c, crt, _, clogs)) = ctrd_rt.as_mut() {
-            let took = timed_pod(crt, clogs, &c.cgroup_parent, i).await;
-            if i >= 2 {
-                ctrd_lat.push(took);
-            }
-        }
-    }
-
     // The bare runtime on the image's single layer.
-    let layer = std::fs::read_dir(d.root.join("images/layers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("diff"))
-        .find(|p| p.join("bin/busybox").exists())
-        .expect("busybox layer");
-    let work = d.root.parent().unwrap().join("bare");
-    let bare = Bare::new(&layer, &work);
-    let bare_med = median(bare.start_latency());
+    let bare = (parts.pods() || parts.has("exec")).then(|| {
+        let layer = std::fs::read_dir(d.root.join("images/layers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("diff"))
+            .find(|p| p.join("bin/busybox").exists())
+            .expect("busybox layer");
+        Bare::new(&layer, &d.root.parent().unwrap().join("bare"))
+    });
 
-    // Memory with 20 pods, then List latency with 100: peapod's, then containerd's.
-    let mut pods = start_pods(&mut rt, &logs, "", 100, 20).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let with20 = mem_kib(daemon_pid).0;
-    let mut mons = Vec::new();
-    for (_, c) in &pods {
-        mons.push(container_pid(&mut rt, c).await.1);
-    }
-    let helper = mean_mem(&mons);
-    pods.extend(start_pods(&mut rt, &logs, "", 200, 80).await);
-    let list = list_latency(&mut rt, 100).await;
-    let with100 = mem_kib(daemon_pid).0;
-    // Then at SCALE_PODS: memory, List, and pod start beside the bare runtime at that count.
-    pods.extend(start_pods(&mut rt, &logs, "", 400, SCALE_PODS - 100).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_scale = mem_kib(daemon_pid).0;
-    let list_scale = list_latency(&mut rt, SCALE_PODS).await;
-    let mut lat_scale = Vec::new();
-    for i in 0..ITER + 2 {
-        let took = timed_pod(&mut rt, &logs, "", 3000 + i).await;
-        if i >= 2 {
-            lat_scale.push(took);
-        }
-    }
-    let bare_scale = median(bare.start_latency());
-    let mounts_scale = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().count())
-        .unwrap_or(0);
-    for (pod, _) in pods {
-        remove_pod(&mut rt, pod).await;
-    }
-    let scale = Scale {
-        lat: lat_scale,
-        bare: bare_scale,
-        rss: rss_scale,
-        list: list_scale,
-        mounts: mounts_scale,
-    };
-    let peapod = Figures {
-        lat,
-        idle,
-        with20,
-        with100,
-        helper,
-        list,
-    };
-
-    let containerd = match ctrd_rt.as_mut() {
-        Some((c, crt, idle, clogs)) => {
-            let cg = c.cgroup_parent.as_str();
-            let mut pods = start_pods(crt, clogs, cg, 100, 20).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let with20 = mem_kib(c.pid()).0;
-            let shims = c.shims();
-            assert_eq!(shims.len(), 20, "one containerd shim per pod");
-            let helper = mean_mem(&shims);
-            pods.extend(start_pods(crt, clogs, cg, 200, 80).await);
-            let list = list_latency(crt, 100).await;
-            let with100 = mem_kib(c.pid()).0;
-            for (pod, _) in pods {
-                remove_pod(crt, pod).await;
+    // Pod start latency, alternately one peapod pod and one containerd pod; then memory, List
+    // and (for `scale`) the SCALE_PODS figures, peapod's, then containerd's.
+    let mut pods = None;
+    if let Some(bare) = bare.as_ref().filter(|_| parts.pods()) {
+        let mut lat = Vec::new();
+        let mut ctrd_lat = Vec::new();
+        for i in 0..ITER + 2 {
+            let took = timed_pod(&mut rt, &logs, "", i).await;
+            if i >= 2 {
+                lat.push(took);
             }
-            Some(Figures {
-                lat: ctrd_lat,
-                idle: *idle,
-                with20,
-                with100,
-                helper,
-                list,
-            })
+            if let Some((c, crt, _, clogs)) = ctrd_rt.as_mut() {
+                let took = timed_pod(crt, clogs, &c.cgroup_parent, i).await;
+                if i >= 2 {
+                    ctrd_lat.push(took);
+                }
+            }
         }
-        None => None,
-    };
+        let bare_med = median(bare.start_latency());
+        let with_scale = parts.has("scale");
+        let side = scale::Side {
+            rt: &mut rt,
+            logs: &logs,
+            cgroup_parent: "",
+            daemon: daemon_pid,
+            ctrd: None,
+        };
+        let peapod = scale::run(side, bare, with_scale, lat, idle).await;
+        let containerd = match ctrd_rt.as_mut() {
+            Some((c, crt, idle, clogs)) => {
+                let side = scale::Side {
+                    rt: crt,
+                    logs: clogs,
+                    cgroup_parent: &c.cgroup_parent,
+                    daemon: c.pid(),
+                    ctrd: Some(*c),
+                };
+                Some(scale::run(side, bare, with_scale, ctrd_lat, *idle).await)
+            }
+            None => None,
+        };
+        pods = Some((peapod, containerd, bare_med));
+    }
 
     // Exec: one pod per runtime and the bare runtime's kept container, then (containerd gone)
     // peapod's RSS across many ExecSync calls.
-    let mut pexec = ExecPod::start(&d.socket, &logs, "")
-        .await
-        .expect("peapod exec pod");
-    let mut cexec = match ctrd_rt.as_ref() {
-        Some((c, _, _, clogs)) => Some(ExecPod::start(&c.sock, clogs, &c.cgroup_parent).await),
-        None => None,
-    };
-    bare.start_kept();
-    let (pfig, cfig, bare_exec) = exec_bench(
-        &mut pexec,
-        cexec.as_mut().and_then(|c| c.as_mut().ok()),
-        &bare,
-    )
-    .await;
+    let mut exec = None;
+    if let Some(bare) = bare.as_ref().filter(|_| parts.has("exec")) {
+        let mut pexec = ExecPod::start(&d.socket, &logs, "")
+            .await
+            .expect("peapod exec pod");
+        let mut cexec = match ctrd_rt.as_ref() {
+            Some((c, _, _, clogs)) => Some(ExecPod::start(&c.sock, clogs, &c.cgroup_parent).await),
+            None => None,
+        };
+        bare.start_kept();
+        let (pfig, cfig, bare_exec) = exec_bench(
+            &mut pexec,
+            cexec.as_mut().and_then(|c| c.as_mut().ok()),
+            bare,
+        )
+        .await;
+        let cfig = match cexec {
+            Some(Ok(c)) => {
+                c.remove().await;
+                Some(Ok(cfig))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        exec = Some((pexec, pfig, cfig, bare_exec));
+    }
     drop(bare);
-    let cfig = match cexec {
-        Some(Ok(c)) => {
-            c.remove().await;
-            Some(Ok(cfig))
-        }
-        Some(Err(e)) => Some(Err(e)),
-        None => None,
-    };
     let ctrd_net = match ctrd_rt.as_mut() {
-        Some((c, crt, _, clogs)) => Some(ctrd_net_bench(c, crt, clogs).await),
-        None => None,
+        Some((c, crt, _, clogs)) if parts.has("net") => Some(ctrd_net_bench(c, crt, clogs).await),
+        _ => None,
+    };
+    let pulls = if parts.has("pull") {
+        Some(pull::bench(&d, ctrd.as_ref()).await)
+    } else {
+        None
     };
     let version = ctrd.as_ref().map(|c| c.version.clone());
     drop(ctrd_rt);
     drop(ctrd);
-    let rss_calls = std::env::var("PEAPOD_BENCH_EXEC_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(EXEC_RSS_CALLS);
-    let rss = exec_rss(&mut pexec, daemon_pid, rss_calls).await;
-    pexec.remove().await;
+    let exec = match exec {
+        Some((mut pexec, pfig, cfig, bare_exec)) => {
+            let rss_calls = std::env::var("PEAPOD_BENCH_EXEC_N")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(EXEC_RSS_CALLS);
+            let rss = exec_rss(&mut pexec, daemon_pid, rss_calls).await;
+            pexec.remove().await;
+            Some((pfig, cfig, bare_exec, rss))
+        }
+        None => None,
+    };
 
-    print_table(&peapod, containerd.as_ref(), version.as_deref(), bare_med);
-    print_scale_table(&peapod, bare_med, &scale);
-    print_exec_table(&pfig, cfig.as_ref(), &bare_exec, &rss);
-    pull_bench(&d).await;
-    let (builtin, cni) = net_bench().await;
-    let start = start_net_vs_none(&d).await;
-    print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
-    let sp = static_pods::bench(&d).await;
-    static_pods::print(&sp, median, ms);
+    if let Some(((p, ps), c, bare_med)) = &pods {
+        let cf = c.as_ref().map(|c| &c.0);
+        print_table(p, cf, version.as_deref(), *bare_med);
+        if let Some(ps) = ps {
+            let cs = c.as_ref().and_then(|(f, s)| Some((f, s.as_ref()?)));
+            scale::print((p, ps), cs, *bare_med);
+        }
+    }
+    if let Some((pfig, cfig, bare_exec, rss)) = &exec {
+        print_exec_table(pfig, cfig.as_ref(), bare_exec, rss);
+    }
+    if let Some(f) = &pulls {
+        pull::print(f, version.as_deref());
+    }
+    if parts.has("net") {
+        let (builtin, cni) = net_bench().await;
+        let start = start_net_vs_none(&d).await;
+        print_net_table(&d.net.mode, &builtin, &cni, ctrd_net.as_ref(), &start);
+    }
+    if parts.has("static") {
+        let sp = static_pods::bench(&d).await;
+        static_pods::print(&sp, median, ms);
+    }
     PEAPOD.lock().unwrap().take();
     d.cleanup().await;
 }
@@ -1978,141 +1994,6 @@ fn print_table(p: &Figures, c: Option<&Figures>, version: Option<&str>, bare_med
             println!("| {what} | {a} |");
         }
     }
-}
-
-/// Running pods in the scale figures.
-const SCALE_PODS: usize = 250;
-
-/// peapod with `SCALE_PODS` pods running.
-struct Scale {
-    /// Pod starts (RunPodSandbox+Create+Start) with that many running.
-    lat: Vec<Duration>,
-    /// The bare runtime's create+start median at the same count.
-    bare: Duration,
-    rss: u64,
-    list: Duration,
-    /// The host's mount count then (the runtime's own cost grows with it).
-    mounts: usize,
-}
-
-/// peapod's own share of a pod start, with no pods and with `SCALE_PODS` running, each beside
-/// the bare runtime measured at the same count; memory and List there.
-fn print_scale_table(p: &Figures, bare_med: Duration, s: &Scale) {
-    let (a0, a1) = (median(p.lat.clone()), median(s.lat.clone()));
-    let (o0, o1) = (a0.saturating_sub(bare_med), a1.saturating_sub(s.bare));
-    let r = |a: Duration, b: Duration| {
-        if b.is_zero() {
-            "-".into()
-        } else {
-            format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
-        }
-    };
-    println!(
-        "\npeapod at {SCALE_PODS} running pods (built-in network, busybox `sleep 3000`; \
-         {} mounts on the host then), beside no pods running",
-        s.mounts
-    );
-    println!("| what | no pods | {SCALE_PODS} pods | {SCALE_PODS} / none |");
-    println!("|---|---|---|---|");
-    println!(
-        "| RunPodSandbox+Create+Start, median | {} | {} | {} |",
-        ms(a0),
-        ms(a1),
-        r(a1, a0)
-    );
-    println!(
-        "| bare runc create+start at the same count, median | {} | {} | {} |",
-        ms(bare_med),
-        ms(s.bare),
-        r(s.bare, bare_med)
-    );
-    println!(
-        "| peapod's own share (the difference) | {} | {} | {} |",
-        ms(o0),
-        ms(o1),
-        r(o1, o0)
-    );
-    println!("| daemon RSS | {} (idle) | {} | |", mib(p.idle), mib(s.rss));
-    println!(
-        "| ListPodSandbox+ListContainers, median | {} (100 pods) | {} | |",
-        ms(p.list),
-        ms(s.list)
-    );
-    println!(
-        "targets: own share at {SCALE_PODS} pods <= 1.2x that with none; daemon RSS <= 12 MiB \
-         and List <= 1 ms (0.5 ms) at {SCALE_PODS} pods"
-    );
-}
-
-/// Pull + unpack of a ~100 MB image from a registry on loopback, beside `tar -xzf` of the same
-/// layer, and the daemon's peak RSS while it pulls.
-async fn pull_bench(d: &Daemon) {
-    let reg = Registry::start();
-    let base = d.root.parent().unwrap().join("pullbench");
-    let (layer, size) = peapod_integration::layout::random_image(&base.join("layout"), 100 << 20);
-    reg.push_layout(&base.join("layout"), "bench/big:1");
-    let pid = d.pid().unwrap() as i32;
-    let before = mem_kib(pid).0;
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(mem_kib(pid).0, std::sync::atomic::Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let mut img = d.img().await;
-    let t = Instant::now();
-    img.pull_image(PullImageRequest {
-        image: Some(ImageSpec {
-            image: format!("{}/bench/big:1", reg.addr),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
-    let pull = t.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sampler.join().unwrap();
-    let out = base.join("untar");
-    std::fs::create_dir_all(&out).unwrap();
-    let t = Instant::now();
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&layer)
-        .arg("-C")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let untar = t.elapsed();
-    let mb = size as f64 / 1e6;
-    println!(
-        "\nimage pull: {:.0} MB gzip layer from a registry on 127.0.0.1",
-        mb
-    );
-    println!("| what | figure |");
-    println!("|---|---|");
-    println!(
-        "| PullImage (download, verify, unpack) | {} ({:.0} MB/s) |",
-        ms(pull),
-        mb / pull.as_secs_f64()
-    );
-    println!(
-        "| tar -xzf of the same layer | {} ({:.0} MB/s) |",
-        ms(untar),
-        mb / untar.as_secs_f64()
-    );
-    println!(
-        "| daemon RSS before / peak during pull | {} / {} |",
-        mib(before),
-        mib(peak.load(std::sync::atomic::Ordering::Relaxed))
-    );
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 // ---- pod network ----
