@@ -16,15 +16,18 @@
 //!
 //! Data flows one way: [`import`] and [`pull`] (from registries configured by
 //! [`RegistryConfig`]) write blobs with [`ImageStore::write_blob`], unpack layers with
-//! [`ImageStore::unpack_layer`] and record the image with [`ImageStore::add_image`]; the pod
-//! engine then looks images up with [`ImageStore::get`] and mounts a container rootfs from
-//! [`ImageStore::layer_dirs`] with [`mount_rootfs`]. [`ImageStore::remove`] drops a record;
-//! [`gc`] then frees the blobs and layers no image and no container uses any more.
+//! [`ImageStore::unpack_layer`] (a pull with [`ImageStore::prepare_layer`] while the blob is
+//! being written, and [`ImageStore::commit_layer`] bottom-up) and record the image with
+//! [`ImageStore::add_image`]; the pod engine then looks images up with [`ImageStore::get`] and
+//! mounts a container rootfs from [`ImageStore::layer_dirs`] with [`mount_rootfs`].
+//! [`ImageStore::remove`] drops a record; [`gc`] then frees the blobs and layers no image and
+//! no container uses any more.
 //!
 //! The API is synchronous: every call does blocking file I/O, so async callers should run it
 //! on a blocking thread (`tokio::task::spawn_blocking`). The store is `Send + Sync`; its
 //! in-memory index is guarded by a lock and all on-disk writes are crash-safe (temp + rename).
 
+mod decompress;
 pub mod gc;
 pub mod import;
 pub mod platform;
@@ -44,7 +47,7 @@ pub use pull::{pull, PullAuth};
 pub use reference::Reference;
 pub use registry::RegistryConfig;
 pub use snapshot::{is_mounted, mount_rootfs, unmount_rootfs};
-pub use store::{ImageRecord, ImageStore};
+pub use store::{ImageRecord, ImageStore, PreparedLayer};
 
 /// Everything that can go wrong in the image store, with enough context (path, digest, entry)
 /// to act on the message without a debugger.
@@ -123,6 +126,21 @@ impl<T> IoContext<T> for nix::Result<T> {
             source: std::io::Error::from(errno),
         })
     }
+}
+
+/// Reads into `buf` until it is full or the reader is at its end; returns the bytes read.
+/// Content is written in pieces of the caller's size, not of whatever a reader hands out.
+pub(crate) fn read_full(reader: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Streaming SHA-256 in the `sha256:<hex>` form used by OCI digests, diff IDs and chain IDs.

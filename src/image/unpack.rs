@@ -38,7 +38,7 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
-use super::{xattr, ImageError, IoContext};
+use super::{read_full, xattr, ImageError, IoContext};
 use crate::fsutil::resolve_in_root;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -439,19 +439,11 @@ impl Unpacker<'_> {
             self.buf = vec![0; COPY_BUF];
         }
         loop {
-            let mut filled = 0;
-            while filled < self.buf.len() {
-                match entry.read(&mut self.buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if filled == 0 {
+            let n = read_full(entry, &mut self.buf)?;
+            if n == 0 {
                 return Ok(());
             }
-            file.write_all(&self.buf[..filled])?;
+            file.write_all(&self.buf[..n])?;
         }
     }
 
