@@ -9,19 +9,20 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
-use flate2::read::MultiGzDecoder;
 use oci_spec::image::{Digest, DigestAlgorithm, ImageConfiguration, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 
+use super::decompress::decompressed;
 use super::digest::{chain_id, sha256, HashingReader, HashingWriter};
 use super::reference::Reference;
 use super::unpack::unpack;
-use super::{ImageError, IoContext};
+use super::{read_full, ImageError, IoContext};
 use crate::fsutil::{atomic_write, new_id};
 
 const BLOBS: &str = "blobs/sha256";
@@ -54,8 +55,8 @@ pub(crate) const MAX_JSON_BLOB: u64 = 16 << 20;
 /// unpack and a directory. A manifest listing thousands is refused before any of that.
 pub(crate) const MAX_LAYERS: usize = 500;
 
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+/// Buffer size of blob files read and written: few syscalls, little memory per layer.
+const READ_BUF: usize = 128 << 10;
 
 /// One image: what CRI's ListImages/ImageStatus report and what CreateContainer needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,10 +275,8 @@ impl ImageStore {
             .create_new(true)
             .open(&tmp)
             .at(&tmp)?;
-        let mut w = HashingWriter::new(io::BufWriter::new(file));
-        let res = io::copy(&mut reader, &mut w)
-            .and_then(|_| w.flush())
-            .and_then(|_| w.inner.get_ref().sync_all());
+        let mut w = HashingWriter::new(file);
+        let res = copy_in_large_writes(&mut reader, &mut w).and_then(|_| w.inner.sync_all());
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
             return Err(e).at(&tmp);
@@ -335,33 +334,93 @@ impl ImageStore {
             }
         }
         let chain = chain_id(parent_chain, diff_id);
-        let dest = self.layer_dir(&chain)?;
-        if dest.join(COMPLETE).exists() {
+        if self.has_layer(&chain) {
             return Ok(chain);
         }
+        let layer = self.prepare_stored_layer(parent_chain, diff_id, blob, media_type)?;
+        self.commit_layer(layer)
+    }
 
+    /// [`prepare_layer`](Self::prepare_layer) of the blob file at `blob`.
+    pub fn prepare_stored_layer(
+        &self,
+        parent_chain: Option<&str>,
+        diff_id: &str,
+        blob: &Path,
+        media_type: &MediaType,
+    ) -> Result<PreparedLayer, ImageError> {
+        let file = BufReader::with_capacity(READ_BUF, File::open(blob).at(blob)?);
+        self.prepare_layer(parent_chain, diff_id, file, media_type)
+    }
+
+    /// The first half of [`unpack_layer`](Self::unpack_layer), for a blob still being
+    /// downloaded: unpacks the layer blob read from `compressed` into a temporary directory and
+    /// checks its diff ID, but gives it no name yet. Neither the parent nor an existing copy of
+    /// the layer is looked at: the layer's content does not depend on them, and
+    /// [`commit_layer`](Self::commit_layer) checks both.
+    pub fn prepare_layer(
+        &self,
+        parent_chain: Option<&str>,
+        diff_id: &str,
+        compressed: impl BufRead,
+        media_type: &MediaType,
+    ) -> Result<PreparedLayer, ImageError> {
+        sha256_hex(diff_id)?;
+        let chain = chain_id(parent_chain, diff_id);
         let tmp = self.root.join(LAYERS).join(format!(
             "{TMP_PREFIX}{}-{}",
             sha256_hex(&chain)?,
             &new_id()[..8]
         ));
-        let res = self.unpack_into(&tmp, &chain, parent_chain, diff_id, blob, media_type);
-        if let Err(e) = res {
+        // From here on, an error drops `layer`, which removes the temporary directory.
+        let layer = PreparedLayer {
+            tmp: Some(tmp.clone()),
+            dest: self.layer_dir(&chain)?,
+            chain,
+            parent: parent_chain.map(str::to_string),
+        };
+        self.unpack_into(
+            &tmp,
+            &layer.chain,
+            parent_chain,
+            diff_id,
+            compressed,
+            media_type,
+        )?;
+        Ok(layer)
+    }
+
+    /// Syncs a prepared layer and gives it its chain-ID name, which says "complete". Refused
+    /// while its parent is not complete: the store never holds a complete layer above an
+    /// incomplete one. Returns the chain ID.
+    pub fn commit_layer(&self, mut layer: PreparedLayer) -> Result<String, ImageError> {
+        if let Some(p) = &layer.parent {
+            if !self.has_layer(p) {
+                return Err(ImageError::format(
+                    format!("layer {}", layer.chain),
+                    format!("parent layer {p} is not unpacked"),
+                ));
+            }
+        }
+        let Some(tmp) = layer.tmp.take() else {
+            return Err(ImageError::format(
+                format!("layer {}", layer.chain),
+                "already committed",
+            ));
+        };
+        let res = sync_and_mark_complete(&tmp).and_then(|()| {
+            let dest = &layer.dest;
+            match fs::rename(&tmp, dest) {
+                Ok(()) => Ok(()),
+                // Someone else finished the same layer first: theirs is as good as ours.
+                Err(_) if dest.join(COMPLETE).exists() => remove_any(&tmp),
+                Err(e) => Err(e).at(dest),
+            }
+        });
+        if res.is_err() {
             let _ = remove_any(&tmp);
-            return Err(e);
         }
-        match fs::rename(&tmp, &dest) {
-            Ok(()) => Ok(chain),
-            // Someone else finished the same layer first: theirs is as good as ours.
-            Err(_) if dest.join(COMPLETE).exists() => {
-                remove_any(&tmp)?;
-                Ok(chain)
-            }
-            Err(e) => {
-                let _ = remove_any(&tmp);
-                Err(e).at(&dest)
-            }
-        }
+        res.map(|()| layer.chain.clone())
     }
 
     fn unpack_into(
@@ -370,40 +429,30 @@ impl ImageStore {
         chain: &str,
         parent: Option<&str>,
         diff_id: &str,
-        blob: &Path,
+        compressed: impl BufRead,
         media_type: &MediaType,
     ) -> Result<(), ImageError> {
         let diff = tmp.join("diff");
         fs::create_dir(tmp).at(tmp)?;
         fs::create_dir(&diff).at(&diff)?;
 
-        let mut file = BufReader::new(File::open(blob).at(blob)?);
-        let magic = {
-            let buf = io::BufRead::fill_buf(&mut file).at(blob)?;
-            buf[..buf.len().min(4)].to_vec()
-        };
         let what = format!("layer {diff_id} ({media_type})");
-        let decompressed: Box<dyn Read> = if magic.starts_with(GZIP_MAGIC) {
-            Box::new(MultiGzDecoder::new(file))
-        } else if magic.starts_with(ZSTD_MAGIC) {
-            // Reads every frame (zstd:chunked and pigz-like writers emit several).
-            Box::new(
-                zstd::stream::read::Decoder::with_buffer(file)
-                    .map_err(|e| ImageError::format(&what, e))?,
-            )
-        } else {
-            Box::new(file)
-        };
-        let mut hashing = HashingReader::new(decompressed);
-        let stats = unpack(&mut hashing, &diff)?;
-        let (actual, size) = hashing.finish().map_err(|e| ImageError::format(&what, e))?;
+        let started = Instant::now();
+        let decompressed = decompressed(compressed).map_err(|e| ImageError::format(&what, e))?;
+        // The tar reader's many small reads (headers, small files) are served from this buffer
+        // instead of each being a call into the decompressor; file content is read past it.
+        let mut tar = BufReader::with_capacity(READ_BUF, HashingReader::new(decompressed));
+        let stats = unpack(&mut tar, &diff)?;
+        let (actual, size) = tar
+            .into_inner()
+            .finish()
+            .map_err(|e| ImageError::format(&what, e))?;
         if actual != diff_id {
             return Err(ImageError::DigestMismatch {
                 expected: diff_id.to_string(),
                 actual,
             });
         }
-        tracing::debug!(layer = %chain, entries = stats.entries, skipped = stats.skipped, bytes = size, "layer unpacked");
 
         let meta = LayerMeta {
             chain_id: chain.to_string(),
@@ -414,15 +463,14 @@ impl ImageStore {
         let json =
             serde_json::to_vec_pretty(&meta).map_err(|e| ImageError::format("layer.json", e))?;
         fs::write(&meta_path, json).at(&meta_path)?;
-        // The layer's files must be on disk before its directory gets the name that says
-        // "complete": one syncfs covers the thousands of files a layer may hold.
-        let dir = File::open(tmp).at(tmp)?;
-        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open across the call.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error()).at(tmp);
-        }
-        let complete = tmp.join(COMPLETE);
-        fs::write(&complete, b"").at(&complete)?;
+        tracing::debug!(
+            layer = %chain,
+            entries = stats.entries,
+            skipped = stats.skipped,
+            bytes = size,
+            secs = started.elapsed().as_secs_f32(),
+            "layer unpacked"
+        );
         Ok(())
     }
 
@@ -732,6 +780,58 @@ impl ImageStore {
             ));
         }
         remove_any(path)
+    }
+}
+
+/// A layer unpacked into a temporary directory of the store by [`ImageStore::prepare_layer`]
+/// and verified, waiting for [`ImageStore::commit_layer`]. Dropped uncommitted, it removes its
+/// directory (blocking I/O).
+#[derive(Debug)]
+pub struct PreparedLayer {
+    /// The temporary directory; None once committed.
+    tmp: Option<PathBuf>,
+    dest: PathBuf,
+    chain: String,
+    parent: Option<String>,
+}
+
+impl Drop for PreparedLayer {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            if let Err(e) = remove_any(&tmp) {
+                tracing::warn!(error = %e, "removing an uncommitted layer");
+            }
+        }
+    }
+}
+
+/// Puts a prepared layer's files on disk and writes its `.complete` marker, the last step
+/// before its directory gets the name that says "complete". One syncfs covers the thousands
+/// of files a layer may hold; done here rather than when the layer was unpacked, it also
+/// covers, in one go, the layers above that were unpacked meanwhile and wait for this one.
+fn sync_and_mark_complete(tmp: &Path) -> Result<(), ImageError> {
+    let started = Instant::now();
+    let dir = File::open(tmp).at(tmp)?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open across the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error()).at(tmp);
+    }
+    let complete = tmp.join(COMPLETE);
+    fs::write(&complete, b"").at(&complete)?;
+    tracing::debug!(dir = %tmp.display(), secs = started.elapsed().as_secs_f32(), "layer synced");
+    Ok(())
+}
+
+/// Copies `reader` to `w` in writes of [`READ_BUF`] bytes whatever the sizes `reader` hands
+/// out (a download's chunks range from a few KiB up): fewer syscalls and hash updates.
+fn copy_in_large_writes(reader: &mut impl Read, w: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = read_full(reader, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..n])?;
     }
 }
 
