@@ -82,7 +82,8 @@ fuzz:
 # net, static; see integration/src/bench/parts.rs).
 bench: deps release
 	$(CARGO) build --release -p peapod-integration --bin peapod-bench
-	PEAPOD_BIN_DIR=$(abspath $(RELEASE_DIR)) $(RELEASE_DIR)/peapod-bench
+	PEAPOD_IT_LOG_LEVEL=$${PEAPOD_IT_LOG_LEVEL:-info} PEAPOD_BIN_DIR=$(abspath $(RELEASE_DIR)) \
+	  $(RELEASE_DIR)/peapod-bench
 
 # The end-to-end suite in a qemu VM on a pure cgroup v2 host.
 include hack/vm/vm.mk

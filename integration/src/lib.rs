@@ -105,6 +105,13 @@ pub fn shmtool() -> &'static Path {
     })
 }
 
+/// The test daemons' log filter: debug, for the failure reports; `make bench` sets
+/// PEAPOD_IT_LOG_LEVEL=info, the daemon's default, so that it measures what operators run
+/// (debug formatting costs CPU and touches code a quiet daemon never pages in).
+fn log_level() -> String {
+    std::env::var("PEAPOD_IT_LOG_LEVEL").unwrap_or_else(|_| "debug".into())
+}
+
 /// A running daemon on private directories, killed (not its pods) when dropped.
 pub struct Daemon {
     pub root: PathBuf,
@@ -300,7 +307,7 @@ impl Daemon {
         let child = Command::new(bin_dir().join("peapod"))
             .arg("--config")
             .arg(self.config_file())
-            .args(["daemon", "--log-level", "debug"])
+            .args(["daemon", "--log-level", &log_level()])
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
