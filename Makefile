@@ -3,7 +3,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 
-.PHONY: all build release deps run test test-long unit e2e lint bench clean-test deb fuzz
+.PHONY: all build release deps run test test-long unit e2e lint bench clean-test deb fuzz text-order
 
 all: build
 
@@ -87,3 +87,8 @@ bench: deps release
 
 # The end-to-end suite in a qemu VM on a pure cgroup v2 host.
 include hack/vm/vm.mk
+
+# The release daemon's code layout (hack/daemon.order, read by build.rs): a bench run with each
+# daemon's touched code pages recorded, so that the code a daemon runs is linked together.
+text-order: deps release
+	hack/text-profile.sh
