@@ -448,3 +448,39 @@ async fn a_pod_adds_three_mounts_to_the_host() {
     assert_eq!(ours(), before, "mounts left after RemovePodSandbox");
     d.cleanup().await;
 }
+
+/// The pause is in its pod's leaf cgroup in every controller hierarchy (on cgroup v1 it joins
+/// them itself before it execs; on v2 the daemon places it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pause_is_in_its_cgroup_in_every_hierarchy() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start().await;
+    let mut rt = d.rt().await;
+    let logs = d.root.join("logs");
+    let (pod, _) = run_pod(&mut rt, pod_config("cg", &logs), vec![]).await;
+    let pid = sandbox_info(&mut rt, &pod).await["pid"].as_i64().unwrap() as i32;
+    let leaf = format!("{}/{pod}/{pod}", d.cgroup_parent.trim_end_matches('/'));
+    let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2_only = lines.lines().count() == 1;
+    let mut checked = 0;
+    for line in lines.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next(), f.next().unwrap(), f.next().unwrap());
+        let controllers = !ctrl.is_empty() && !ctrl.starts_with("name=");
+        if controllers || v2_only {
+            assert_eq!(path, leaf, "pause {pid} in hierarchy {ctrl:?}: {lines}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no controller hierarchy in {lines}");
+    for m in cgroup_mounts() {
+        let tasks = m.join(leaf.trim_start_matches('/')).join("cgroup.procs");
+        if let Ok(procs) = std::fs::read_to_string(&tasks) {
+            let ours: Vec<&str> = procs.lines().collect();
+            assert_eq!(ours, vec![pid.to_string().as_str()], "{}", tasks.display());
+        }
+    }
+    d.cleanup().await;
+}

@@ -12,6 +12,7 @@
 
 mod stats;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -150,6 +151,89 @@ impl Cgroups {
         .map_err(|e| err(e.to_string()))?;
         mgr.add_task(nix::unistd::Pid::from_raw(pid))
             .map_err(|e| err(e.to_string()))
+    }
+
+    /// For a new process to be in `cgroup_path` from its first instruction, with the cgroupfs
+    /// driver: the cgroup made in every hierarchy and opened (close-on-exec) for the child to
+    /// join (see [`Join`]). Moving a process the usual way, the daemon writing its PID to
+    /// `cgroup.procs`, takes the global threadgroup lock, whose RCU grace period cost a
+    /// millisecond or more per hierarchy. None where [`Cgroups::place`] is the way (systemd).
+    pub fn open_join(&self, cgroup_path: &str) -> Option<Result<Join, CgroupError>> {
+        if self.driver != CgroupDriver::Cgroupfs {
+            return None;
+        }
+        let rel = cgroup_path.trim_start_matches('/');
+        let res = if self.unified {
+            self.make_v2(rel).and_then(|dir| {
+                Ok(Join {
+                    tasks: Vec::new(),
+                    into: Some(open_v2_leaf(&dir)?),
+                })
+            })
+        } else {
+            let mut join = Join::default();
+            let mut res = Ok(());
+            for mount in &self.v1_mounts {
+                res = self.open_v1(mount, rel, &mut join);
+                if res.is_err() {
+                    break;
+                }
+            }
+            res.map(|()| join)
+        };
+        Some(res.map_err(|e| CgroupError::Manager {
+            path: cgroup_path.to_string(),
+            reason: e.to_string(),
+        }))
+    }
+
+    fn open_v1(&self, mount: &Path, rel: &str, join: &mut Join) -> std::io::Result<()> {
+        let dir = mount.join(rel);
+        std::fs::create_dir_all(&dir)?;
+        if mount.ends_with("cpuset") {
+            inherit_cpuset(mount, rel)?;
+        }
+        let tasks = dir.join("tasks");
+        if tasks.exists() {
+            let f = std::fs::OpenOptions::new().write(true).open(tasks)?;
+            join.tasks.push(f.into());
+        } else {
+            // A hybrid host's cgroup2 mount: no `tasks` there.
+            join.into = Some(open_v2_leaf(&dir)?);
+        }
+        Ok(())
+    }
+
+    /// The cgroup v2 path made as libcgroups' manager makes it before adding a task: every
+    /// available controller enabled in the root and each directory above the leaf.
+    fn make_v2(&self, rel: &str) -> std::io::Result<PathBuf> {
+        let leaf = self.root.join(rel);
+        if leaf.is_dir() {
+            return Ok(leaf);
+        }
+        let controllers = std::fs::read_to_string(self.root.join("cgroup.controllers"))?;
+        let enable = |dir: &Path| {
+            for c in controllers.split_whitespace() {
+                // Best effort, as libcgroups does: a limit needing a controller that could
+                // not be enabled fails when it is applied.
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+        };
+        let mut dir = self.root.clone();
+        enable(&dir);
+        let mut parts = Path::new(rel).components().peekable();
+        while let Some(part) = parts.next() {
+            dir.push(part);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            if parts.peek().is_some() {
+                enable(&dir);
+            }
+        }
+        Ok(dir)
     }
 
     fn place_v1(&self, cgroup_path: &str, pid: i32) -> std::io::Result<()> {
@@ -305,6 +389,29 @@ impl Cgroups {
 
 /// Copies cpuset.cpus and cpuset.mems down from the nearest ancestor that has them, into each
 /// directory on the way to `rel` that has none yet.
+/// A cgroup opened for a new process to join as it starts ([`Cgroups::open_join`]).
+#[derive(Debug, Default)]
+pub struct Join {
+    /// cgroup v1 `tasks` files: the child writes "0" to each before it execs. A thread moving
+    /// itself is the one migration the kernel makes without the threadgroup lock.
+    pub tasks: Vec<OwnedFd>,
+    /// The cgroup v2 leaf: its directory, for clone3's CLONE_INTO_CGROUP (no migration at
+    /// all), and its `cgroup.procs`, for the child to write "0" to where clone3 is missing.
+    pub into: Option<(OwnedFd, OwnedFd)>,
+}
+
+fn open_v2_leaf(dir: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?;
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))?;
+    Ok((d.into(), procs.into()))
+}
+
 fn inherit_cpuset(mount: &Path, rel: &str) -> std::io::Result<()> {
     let mut dir = mount.to_path_buf();
     for part in Path::new(rel).components() {

@@ -16,6 +16,8 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use tokio::io::AsyncReadExt;
 
+use crate::cgroups::Join;
+
 /// Which namespaces the pause gets of its own; `false` means it stays in the host's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PauseNamespaces {
@@ -44,6 +46,25 @@ impl PauseNamespaces {
     }
 }
 
+/// The kernel's `struct clone_args` (clone3(2)), up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PauseError {
     #[error("preparing the pause process: {0}")]
@@ -69,11 +90,14 @@ pub enum PauseError {
 
 /// Starts `shim pause` in fresh namespaces: clone and exec; returns the PID and the sync pipe,
 /// to be read with [`wait_ready`]. The caller kills and reaps the child if it gives up on it.
+/// `join` ([`crate::cgroups::Cgroups::open_join`]): the cgroup the child is in from its first
+/// instruction, cloned into (v2) and joining the v1 hierarchies itself before it execs.
 pub(crate) fn clone_pause(
     shim: &Path,
     ns: PauseNamespaces,
     hostname: Option<&str>,
     identity: (&str, &Path),
+    join: Option<&Join>,
 ) -> Result<(i32, OwnedFd), PauseError> {
     // Everything the child touches is prepared before clone: after clone, in a copy of a
     // multi-threaded process, only async-signal-safe calls are allowed (dup2, execve, _exit).
@@ -119,22 +143,61 @@ pub(crate) fn clone_pause(
     )
     .map_err(|e| PauseError::Prepare(format!("fcntl: {e}")))?;
     let wr_fd = wr.as_raw_fd();
+    let tasks: Vec<libc::c_int> = join
+        .map(|j| j.tasks.iter().map(|f| f.as_raw_fd()).collect())
+        .unwrap_or_default();
+    let into = join.and_then(|j| j.into.as_ref());
+    const JOIN_FAILED: &[u8] = b"error cannot join its cgroup (writing 0 to its tasks file)\n";
 
     // SAFETY: a fork-like raw clone (no CLONE_VM, null stack: the child runs on a copy of this
     // stack). The child branch below calls only async-signal-safe functions and never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (ns.clone_flags() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let flags = ns.clone_flags() as u64;
+    let mut pid = -1;
+    let mut procs = -1;
+    if let Some((dir, p)) = into {
+        // clone3 into the v2 cgroup: the child starts there, with no migration to wait for.
+        let args = CloneArgs {
+            flags: flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: dir.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: as the clone below: fork-like (no CLONE_VM, no stack given).
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid < 0 && matches!(nix::Error::last(), nix::Error::ENOSYS | nix::Error::E2BIG) {
+            // A kernel before 5.7: the child joins by writing "0" to cgroup.procs.
+            procs = p.as_raw_fd();
+        }
+    }
+    if into.is_none() || procs >= 0 {
+        // SAFETY: a fork-like raw clone (see above).
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD as u64) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
     if pid == 0 {
-        // SAFETY: the child of clone: only dup2/fcntl/execve/_exit, all async-signal-safe.
+        // SAFETY: the child of clone: only write/dup2/fcntl/execve/_exit, all
+        // async-signal-safe, on memory prepared before the clone.
         unsafe {
+            for &fd in tasks.iter().chain((procs >= 0).then_some(&procs)) {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::write(wr_fd, JOIN_FAILED.as_ptr().cast(), JOIN_FAILED.len());
+                    libc::_exit(126);
+                }
+            }
             libc::dup2(devnull, 0);
             libc::dup2(devnull, 1);
             libc::dup2(devnull, 2);

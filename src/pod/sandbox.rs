@@ -288,22 +288,34 @@ impl Engine {
         let (pid, infra) = if self.cfg.sandbox_image.is_empty() {
             // The built-in pause: cloned straight into its namespaces, then placed.
             let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
-            let (pid, rd) = pause::clone_pause(&self.shim, pause_ns, hn, (&id, &self.paths.state))?;
+            // With cgroupfs the pause starts in its cgroup; with systemd it is placed.
+            let join = self.cgroups.open_join(&pause_cgroup).transpose()?;
+            let (pid, rd) = pause::clone_pause(
+                &self.shim,
+                pause_ns,
+                hn,
+                (&id, &self.paths.state),
+                join.as_ref(),
+            )?;
             undo.push("kill pause", move || pause::kill_and_reap(pid));
             failpoint::hit("sandbox.pause");
-            // Moving a task into a cgroup costs about a millisecond per v1 hierarchy (the
-            // kernel waits for an RCU grace period on each): do it while the pause execs and
+            // Placing a task costs an RCU grace period or more: done while the pause execs and
             // sets itself up, not after.
-            let placing = {
+            let placing = join.is_none().then(|| {
                 let (cg, leaf) = (self.cgroups.clone(), pause_cgroup.clone());
                 tokio::task::spawn_blocking(move || cg.place(&leaf, pid))
-            };
+            });
             let ready = pause::wait_ready(rd, Duration::from_secs(10)).await;
-            let placed = placing
-                .await
-                .map_err(|e| EngineError::io("placing the pause")(std::io::Error::other(e)))?;
-            ready?;
-            placed?;
+            drop(join);
+            if let Some(placing) = placing {
+                let placed = placing
+                    .await
+                    .map_err(|e| EngineError::io("placing the pause")(std::io::Error::other(e)))?;
+                ready?;
+                placed?;
+            } else {
+                ready?;
+            }
             tracing::debug!(pid, cgroup = %pause_cgroup, "pause ready in its cgroup");
             failpoint::hit("sandbox.placed");
             (pid, None)
