@@ -112,13 +112,45 @@ def refine(release, order_file, pages_files):
           f"{order_file} rewritten")
 
 
+def remap(release, order_file):
+    """The list's names that the release binary no longer has (a code change renumbers the
+    `.llvm.N` suffixes of a whole codegen unit's local functions), replaced by the binary's
+    first function of the same unhashed name not listed yet. Make release after it."""
+    rel = groups(release)
+    have = {n for members in rel.values() for n, _ in members}
+    with open(order_file) as fh:
+        listed = [line.strip() for line in fh if line.strip()]
+    taken = set(listed) & have
+    out, fixed, lost = [], 0, 0
+    for name in listed:
+        if name in have:
+            out.append(name)
+            continue
+        pick = next((n for n, _ in rel.get(HASHES.sub("", name), []) if n not in taken), None)
+        if pick:
+            taken.add(pick)
+            out.append(pick)
+            fixed += 1
+        else:
+            lost += 1
+    with open(order_file, "w") as fh:
+        for n in out:
+            fh.write(f"{n}\n")
+    print(f"{order_file}: {fixed} names renamed to {release}'s, {lost} not found, "
+          f"{len(out)} listed")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--remap":
+        remap(sys.argv[2], sys.argv[3])
+        return
     if len(sys.argv) >= 4 and sys.argv[1] == "--refine":
         refine(sys.argv[2], sys.argv[3], sys.argv[4:])
         return
     if len(sys.argv) < 5:
         raise SystemExit("usage: text-order.py PROFILED-BINARY RELEASE-BINARY OUT PAGES-FILE...\n"
-                         "       text-order.py --refine RELEASE-BINARY ORDER PAGES-FILE...")
+                         "       text-order.py --refine RELEASE-BINARY ORDER PAGES-FILE...\n"
+                         "       text-order.py --remap RELEASE-BINARY ORDER")
     profiled, release, out, pages_files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     off, vaddr, _ = text_segment(profiled)
     funcs = functions(profiled)
