@@ -73,39 +73,59 @@ def rename(profiled, release):
     return out
 
 
+def text_map(binary):
+    """What [`touched`] needs of a binary, read once."""
+    off, vaddr, _ = text_segment(binary)
+    funcs = functions(binary)
+    return off, vaddr, funcs, [a for a, _, _ in funcs]
+
+
+def touched(text, pages_file):
+    """The functions (of `text`, a [`text_map`]) on the pages a daemon touched (a pages file
+    of hack/text-profile.c: file page numbers), each with its address."""
+    off, vaddr, funcs, starts = text
+    out = {}
+    with open(pages_file) as fh:
+        pages = sorted(vaddr + (int(x) * 4096 - off) for x in fh if x.strip())
+    for page in pages:
+        i = max(bisect.bisect_right(starts, page) - 1, 0)
+        while i < len(funcs) and funcs[i][0] < page + 4096:
+            a, size, name = funcs[i]
+            if a + size > page:
+                out.setdefault(name, a)
+            i += 1
+    return out
+
+
+def read_order(path):
+    with open(path) as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+def write_order(path, names):
+    with open(path, "w") as fh:
+        for n in names:
+            fh.write(f"{n}\n")
+
+
 def refine(release, order_file, pages_files):
     """Second pass, on a release binary linked with `order_file`: the functions on pages a run
     of it touched go first (those already listed keep their relative order, then those the
     first pass missed: names the profiling build spelled otherwise), then the rest of the list.
     So the code of the run's daemon is one stretch, with no 64 KiB fault-around window opened
     outside it for a function the first pass did not name."""
-    off, vaddr, _ = text_segment(release)
-    funcs = functions(release)
-    starts = [a for a, _, _ in funcs]
-    with open(order_file) as fh:
-        listed = [line.strip() for line in fh if line.strip()]
+    listed = read_order(order_file)
     rank = {n: i for i, n in enumerate(listed)}
-    touched = {}
+    text = text_map(release)
+    ran = {}
     for p in pages_files:
-        with open(p) as fh:
-            for x in fh:
-                if not x.strip():
-                    continue
-                page = vaddr + (int(x) * 4096 - off)
-                i = max(bisect.bisect_right(starts, page) - 1, 0)
-                while i < len(funcs) and funcs[i][0] < page + 4096:
-                    a, size, name = funcs[i]
-                    if a + size > page:
-                        touched.setdefault(name, a)
-                    i += 1
-    hot = sorted((n for n in touched if n in rank), key=rank.get)
-    missed = sorted((n for n in touched if n not in rank), key=touched.get)
-    rest = [n for n in listed if n not in touched]
-    names = hot + missed + rest
-    sizes = {name: size for _, size, name in funcs}
-    with open(order_file, "w") as fh:
-        for n in names:
-            fh.write(f"{n}\n")
+        for name, a in touched(text, p).items():
+            ran.setdefault(name, a)
+    hot = sorted((n for n in ran if n in rank), key=rank.get)
+    missed = sorted((n for n in ran if n not in rank), key=ran.get)
+    rest = [n for n in listed if n not in ran]
+    write_order(order_file, hot + missed + rest)
+    sizes = {name: size for _, size, name in text[2]}
     kib = lambda ns: sum(sizes.get(n, 0) for n in ns) / 1024
     print(f"{len(hot)} listed functions ran ({kib(hot):.0f} KiB), {len(missed)} unlisted ones on "
           f"their pages ({kib(missed):.0f} KiB) added, {len(rest)} listed ones after them; "
@@ -118,8 +138,7 @@ def remap(release, order_file):
     first function of the same unhashed name not listed yet. Make release after it."""
     rel = groups(release)
     have = {n for members in rel.values() for n, _ in members}
-    with open(order_file) as fh:
-        listed = [line.strip() for line in fh if line.strip()]
+    listed = read_order(order_file)
     taken = set(listed) & have
     out, fixed, lost = [], 0, 0
     for name in listed:
@@ -133,9 +152,7 @@ def remap(release, order_file):
             fixed += 1
         else:
             lost += 1
-    with open(order_file, "w") as fh:
-        for n in out:
-            fh.write(f"{n}\n")
+    write_order(order_file, out)
     print(f"{order_file}: {fixed} names renamed to {release}'s, {lost} not found, "
           f"{len(out)} listed")
 
@@ -152,34 +169,20 @@ def main():
                          "       text-order.py --refine RELEASE-BINARY ORDER PAGES-FILE...\n"
                          "       text-order.py --remap RELEASE-BINARY ORDER")
     profiled, release, out, pages_files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-    off, vaddr, _ = text_segment(profiled)
-    funcs = functions(profiled)
-    starts = [a for a, _, _ in funcs]
     # How many of the profiled daemons ran each function: the code every daemon runs goes
     # first, so that one daemon's hot code is one stretch even when others ran more.
+    text = text_map(profiled)
     daemons = {}
     first = {}
     for p in pages_files:
-        with open(p) as fh:
-            pages = sorted(vaddr + (int(x) * 4096 - off) for x in fh if x.strip())
-        mine = set()
-        for page in pages:
-            i = max(bisect.bisect_right(starts, page) - 1, 0)
-            while i < len(funcs) and funcs[i][0] < page + 4096:
-                a, size, name = funcs[i]
-                if a + size > page:
-                    mine.add(name)
-                    first.setdefault(name, a)
-                i += 1
-        for n in mine:
-            daemons[n] = daemons.get(n, 0) + 1
+        for name, a in touched(text, p).items():
+            daemons[name] = daemons.get(name, 0) + 1
+            first.setdefault(name, a)
     ran = sorted(daemons, key=lambda n: (-daemons[n], first[n]))
     # Under the release binary's names.
     names = list(dict.fromkeys(r for r in map(rename(profiled, release).get, ran) if r))
+    write_order(out, names)
     sizes = {name: size for _, size, name in functions(release)}
-    with open(out, "w") as fh:
-        for n in names:
-            fh.write(f"{n}\n")
     size = sum(sizes.get(n, 0) for n in names)
     print(f"{len(pages_files)} daemons ran {len(ran)} functions; {len(names)} found in "
           f"{release}, {size / 2**20:.1f} MiB, written to {out}")

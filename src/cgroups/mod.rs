@@ -129,20 +129,14 @@ impl Cgroups {
         }
     }
 
-    /// Creates the pause leaf and moves `pid` into it.
+    /// Creates the pause leaf and moves `pid` into it, through libcgroups' manager: for the
+    /// systemd driver, which makes the unit. With cgroupfs the pause starts in its cgroup
+    /// instead ([`Cgroups::open_join`]).
     pub fn place(&self, cgroup_path: &str, pid: i32) -> Result<(), CgroupError> {
         let err = |reason: String| CgroupError::Manager {
             path: cgroup_path.to_string(),
             reason,
         };
-        if !self.unified && self.driver == CgroupDriver::Cgroupfs {
-            // libcgroups' v1 manager re-reads mountinfo and /proc/self/cgroup for each of its
-            // twelve controllers on every call (about 9 ms per pod here); the hierarchies do
-            // not move, so peapod joins them from the list read at start-up, as runc does.
-            return self
-                .place_v1(cgroup_path, pid)
-                .map_err(|e| err(e.to_string()));
-        }
         let mgr = libcgroups::common::create_cgroup_manager(CgroupConfig {
             cgroup_path: PathBuf::from(cgroup_path),
             systemd_cgroup: self.driver == CgroupDriver::Systemd,
@@ -171,15 +165,13 @@ impl Cgroups {
                 })
             })
         } else {
+            // The hierarchies do not move: joined from the list read at start-up (libcgroups'
+            // v1 manager re-read mountinfo for each of its twelve controllers on every call).
             let mut join = Join::default();
-            let mut res = Ok(());
-            for mount in &self.v1_mounts {
-                res = self.open_v1(mount, rel, &mut join);
-                if res.is_err() {
-                    break;
-                }
-            }
-            res.map(|()| join)
+            self.v1_mounts
+                .iter()
+                .try_for_each(|mount| self.open_v1(mount, rel, &mut join))
+                .map(|()| join)
         };
         Some(res.map_err(|e| CgroupError::Manager {
             path: cgroup_path.to_string(),
@@ -234,20 +226,6 @@ impl Cgroups {
             }
         }
         Ok(dir)
-    }
-
-    fn place_v1(&self, cgroup_path: &str, pid: i32) -> std::io::Result<()> {
-        let rel = cgroup_path.trim_start_matches('/');
-        for mount in &self.v1_mounts {
-            let dir = mount.join(rel);
-            std::fs::create_dir_all(&dir)?;
-            if mount.ends_with("cpuset") {
-                // A new cpuset cgroup starts empty and refuses tasks until it inherits these.
-                inherit_cpuset(mount, rel)?;
-            }
-            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
-        }
-        Ok(())
     }
 
     /// Removes the cgroup directory `path` (a cgroupfs path) and everything below it in every
@@ -387,8 +365,6 @@ impl Cgroups {
     }
 }
 
-/// Copies cpuset.cpus and cpuset.mems down from the nearest ancestor that has them, into each
-/// directory on the way to `rel` that has none yet.
 /// A cgroup opened for a new process to join as it starts ([`Cgroups::open_join`]).
 #[derive(Debug, Default)]
 pub struct Join {
@@ -412,6 +388,8 @@ fn open_v2_leaf(dir: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((d.into(), procs.into()))
 }
 
+/// Copies cpuset.cpus and cpuset.mems down from the nearest ancestor that has them, into each
+/// directory on the way to `rel` that has none yet.
 fn inherit_cpuset(mount: &Path, rel: &str) -> std::io::Result<()> {
     let mut dir = mount.to_path_buf();
     for part in Path::new(rel).components() {

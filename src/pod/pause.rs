@@ -149,45 +149,46 @@ pub(crate) fn clone_pause(
     let into = join.and_then(|j| j.into.as_ref());
     const JOIN_FAILED: &[u8] = b"error cannot join its cgroup (writing 0 to its tasks file)\n";
 
+    let flags = ns.clone_flags() as u64;
     // SAFETY: a fork-like raw clone (no CLONE_VM, null stack: the child runs on a copy of this
     // stack). The child branch below calls only async-signal-safe functions and never returns.
-    let flags = ns.clone_flags() as u64;
-    let mut pid = -1;
-    let mut procs = -1;
-    if let Some((dir, p)) = into {
-        // clone3 into the v2 cgroup: the child starts there, with no migration to wait for.
-        let args = CloneArgs {
-            flags: flags | CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: dir.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: as the clone below: fork-like (no CLONE_VM, no stack given).
-        pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
-        if pid < 0 && matches!(nix::Error::last(), nix::Error::ENOSYS | nix::Error::E2BIG) {
-            // A kernel before 5.7: the child joins by writing "0" to cgroup.procs.
-            procs = p.as_raw_fd();
+    let plain_clone = || unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD as u64) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    // `procs`: the v2 `cgroup.procs` the child writes "0" to, where clone3 could not put it in.
+    let (pid, procs) = match into {
+        None => (plain_clone(), -1),
+        Some((dir, procs)) => {
+            // clone3 into the v2 cgroup: the child starts there, with no migration to wait for.
+            let args = CloneArgs {
+                flags: flags | CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir.as_raw_fd() as u64,
+                ..Default::default()
+            };
+            // SAFETY: as the plain clone: fork-like (no CLONE_VM, no stack given).
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &args as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if pid < 0 && matches!(nix::Error::last(), nix::Error::ENOSYS | nix::Error::E2BIG) {
+                // A kernel before 5.7.
+                (plain_clone(), procs.as_raw_fd())
+            } else {
+                (pid, -1)
+            }
         }
-    }
-    if into.is_none() || procs >= 0 {
-        // SAFETY: a fork-like raw clone (see above).
-        pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (flags | libc::SIGCHLD as u64) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-    }
+    };
     if pid == 0 {
         // SAFETY: the child of clone: only write/dup2/fcntl/execve/_exit, all
         // async-signal-safe, on memory prepared before the clone.

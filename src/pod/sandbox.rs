@@ -286,7 +286,7 @@ impl Engine {
         };
         let ns_dir = self.paths.sandbox_state_dir(&id).join("ns");
         let (pid, infra) = if self.cfg.sandbox_image.is_empty() {
-            // The built-in pause: cloned straight into its namespaces, then placed.
+            // The built-in pause: cloned straight into its namespaces.
             let hn = (!config.hostname.is_empty()).then_some(config.hostname.as_str());
             // With cgroupfs the pause starts in its cgroup; with systemd it is placed.
             let join = self.cgroups.open_join(&pause_cgroup).transpose()?;
@@ -307,15 +307,14 @@ impl Engine {
             });
             let ready = pause::wait_ready(rd, Duration::from_secs(10)).await;
             drop(join);
-            if let Some(placing) = placing {
-                let placed = placing
+            let placed = match placing {
+                Some(placing) => placing
                     .await
-                    .map_err(|e| EngineError::io("placing the pause")(std::io::Error::other(e)))?;
-                ready?;
-                placed?;
-            } else {
-                ready?;
-            }
+                    .map_err(|e| EngineError::io("placing the pause")(std::io::Error::other(e)))?,
+                None => Ok(()),
+            };
+            ready?;
+            placed?;
             tracing::debug!(pid, cgroup = %pause_cgroup, "pause ready in its cgroup");
             failpoint::hit("sandbox.placed");
             (pid, None)
