@@ -18,6 +18,32 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// As [`atomic_write`]; `sync = false` skips the fsync for files on tmpfs (/run), where a crash
 /// loses the whole filesystem anyway and the fsync only costs latency.
 pub fn atomic_write_opts(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
+    write_renamed(path, data, sync).map(drop)
+}
+
+/// As [`atomic_write`], with the fsync run on a blocking thread while the caller goes on: the
+/// file is in place (a restarted daemon reads it) when this returns, and on disk once
+/// [`Syncing::wait`] says so. For a file that only has to be durable before a later write
+/// that depends on it, so that its fsync overlaps the work in between.
+pub fn atomic_write_syncing(path: &Path, data: &[u8]) -> std::io::Result<Syncing> {
+    let f = write_renamed(path, data, false)?;
+    Ok(Syncing(tokio::task::spawn_blocking(move || f.sync_all())))
+}
+
+/// The fsync of a file [`atomic_write_syncing`] wrote.
+#[must_use = "the file is durable only once wait() says so"]
+pub struct Syncing(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Syncing {
+    /// Waits for the fsync; its error if it failed.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.0.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Writes a temporary sibling (fsync'd when `sync`) and renames it over `path`; the file
+/// handle, for a later fsync.
+fn write_renamed(path: &Path, data: &[u8], sync: bool) -> std::io::Result<std::fs::File> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // A unique temporary name: two writers of one file must not share (and steal) a temp file.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -36,7 +62,8 @@ pub fn atomic_write_opts(path: &Path, data: &[u8], sync: bool) -> std::io::Resul
         if sync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(f)
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -263,6 +290,21 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert_eq!(names.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_syncing_write_is_in_place_before_its_fsync_is_waited_for() {
+        let d = tmpdir("aws");
+        let p = d.join("config.pb");
+        atomic_write(&p, b"old").unwrap();
+        let syncing = atomic_write_syncing(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        syncing.wait().await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary file left behind");
+        // A write that cannot happen fails at once, before any fsync is started.
+        assert!(atomic_write_syncing(&d.join("missing/config.pb"), b"x").is_err());
         std::fs::remove_dir_all(d).unwrap();
     }
 

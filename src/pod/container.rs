@@ -173,7 +173,8 @@ impl Engine {
             unknown: false,
             creating: true,
         };
-        record::save_config(&dir, &config).map_err(EngineError::io("saving container config"))?;
+        let config_saved = record::save_config(&dir, &config)
+            .map_err(EngineError::io("saving container config"))?;
         record::save_intent(&dir, &rec).map_err(EngineError::io("saving container intent"))?;
         failpoint::hit("container.intent");
         let lowers = self.images.layer_dirs(&image);
@@ -260,6 +261,10 @@ impl Engine {
         rec.monitor_start = proc::start_time(started.monitor_pid).unwrap_or(0);
         rec.pid = started.init_pid;
         rec.creating = false;
+        config_saved
+            .wait()
+            .await
+            .map_err(EngineError::io("saving container config"))?;
         record::save(&dir, &rec).map_err(EngineError::io("saving container record"))?;
         failpoint::hit("container.recorded");
         let c = Arc::new(Container {
@@ -429,7 +434,10 @@ impl Engine {
             .container_start
             .observe(started.elapsed().as_secs_f64());
         failpoint::hit("container.started");
-        record::update(&c.rec, &self.paths.container_dir(&rec.id), |r| {
+        // Not waited for on disk: a power loss before the fsync also ends the container, and
+        // recovery records a created container without its monitor as exited, as it would
+        // the started one.
+        record::update_deferred(&c.rec, &self.paths.container_dir(&rec.id), |r| {
             r.started_at = now_ns();
             true
         })

@@ -20,7 +20,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::PodCgroup;
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, atomic_write_syncing, Syncing};
 
 pub const RECORD_VERSION: u32 = 1;
 pub const RECORD_FILE: &str = "record.json";
@@ -206,6 +206,33 @@ pub fn update<T: Serialize + Clone>(
     Ok(Some(next))
 }
 
+/// As [`update`], but returns once the record is in place, before it is on disk: its fsync
+/// runs afterwards (a failure is logged). For a change a power loss may undo because the
+/// loss undoes what it records too (a start: the container dies with the host).
+pub fn update_deferred<T: Serialize + Clone>(
+    m: &std::sync::Mutex<T>,
+    dir: &Path,
+    f: impl FnOnce(&mut T) -> bool,
+) -> std::io::Result<Option<T>> {
+    let mut guard = m.lock().unwrap();
+    let mut next = guard.clone();
+    if !f(&mut next) {
+        return Ok(None);
+    }
+    let data = serde_json::to_vec(&next).map_err(std::io::Error::other)?;
+    let path = dir.join(RECORD_FILE);
+    let syncing = atomic_write_syncing(&path, &data)?;
+    *guard = next.clone();
+    drop(guard);
+    super::table::changed();
+    tokio::spawn(async move {
+        if let Err(e) = syncing.wait().await {
+            tracing::warn!(path = %path.display(), error = %e, "fsync of a record failed");
+        }
+    });
+    Ok(Some(next))
+}
+
 pub fn load<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::io::Result<T> {
     let data = std::fs::read(dir.join(RECORD_FILE))?;
     serde_json::from_slice(&data)
@@ -239,8 +266,11 @@ pub fn infra_layers_in_use(sandboxes_dir: &Path) -> std::collections::HashSet<St
         .unwrap_or_default()
 }
 
-pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<()> {
-    atomic_write(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
+/// Writes an object's CRI config atomically, its fsync running beside what the caller does
+/// next: wait for it before saving the record that makes the object real (recovery needs
+/// both), so that the fsync overlaps making the object instead of delaying it.
+pub fn save_config<M: Message>(dir: &Path, cfg: &M) -> std::io::Result<Syncing> {
+    atomic_write_syncing(&dir.join(CONFIG_FILE), &cfg.encode_to_vec())
 }
 
 /// Writes a protobuf message as `dir/name`, atomically and durably.
@@ -347,8 +377,28 @@ mod tests {
         std::fs::remove_dir_all(sandboxes).unwrap();
     }
 
-    #[test]
-    fn checkpoint_round_trips() {
+    #[tokio::test]
+    async fn a_deferred_update_is_on_file_when_it_returns() {
+        let d = std::env::temp_dir().join(format!("peapod-rec-{}", crate::fsutil::new_id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let m = std::sync::Mutex::new(ctr());
+        save(&d, &*m.lock().unwrap()).unwrap();
+        let out = update_deferred(&m, &d, |r| {
+            r.started_at = 7;
+            true
+        })
+        .unwrap();
+        assert_eq!(out.map(|r| r.started_at), Some(7));
+        assert_eq!(m.lock().unwrap().started_at, 7);
+        let back: ContainerRecord = load(&d).unwrap();
+        assert_eq!(back.state(), ContainerState::Running);
+        // No change, no write.
+        assert!(update_deferred(&m, &d, |_| false).unwrap().is_none());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoint_round_trips() {
         let d = std::env::temp_dir().join(format!("peapod-rec-{}", crate::fsutil::new_id()));
         std::fs::create_dir_all(&d).unwrap();
         let mut c = ctr();
@@ -360,7 +410,7 @@ mod tests {
             working_dir: "/w".into(),
             ..Default::default()
         };
-        save_config(&d, &cfg).unwrap();
+        save_config(&d, &cfg).unwrap().wait().await.unwrap();
         let back: crate::api::ContainerConfig = load_config(&d).unwrap();
         assert_eq!(back.working_dir, "/w");
         std::fs::remove_dir_all(d).unwrap();

@@ -221,7 +221,8 @@ impl Engine {
             ips: Vec::new(),
             creating: true,
         };
-        record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
+        let config_saved =
+            record::save_config(&dir, &config).map_err(EngineError::io("saving sandbox config"))?;
         record::save_intent(&dir, &rec).map_err(EngineError::io("saving sandbox intent"))?;
         failpoint::hit("sandbox.intent");
 
@@ -386,9 +387,13 @@ impl Engine {
         rec.state = SandboxState::Ready;
         rec.infra = infra;
         rec.creating = false;
-        if let Err(e) = record::save(&dir, &rec) {
+        let saved = match config_saved.wait().await {
+            Ok(()) => record::save(&dir, &rec).map_err(EngineError::io("saving sandbox record")),
+            Err(e) => Err(EngineError::io("saving sandbox config")(e)),
+        };
+        if let Err(e) = saved {
             self.teardown_network(&rec.network, &id, Some(&netns)).await;
-            return Err(EngineError::io("saving sandbox record")(e));
+            return Err(e);
         }
         failpoint::hit("sandbox.recorded");
         let sb = Arc::new(Sandbox {
