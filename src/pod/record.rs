@@ -195,15 +195,7 @@ pub fn update<T: Serialize + Clone>(
     dir: &Path,
     f: impl FnOnce(&mut T) -> bool,
 ) -> std::io::Result<Option<T>> {
-    let mut guard = m.lock().unwrap();
-    let mut next = guard.clone();
-    if !f(&mut next) {
-        return Ok(None);
-    }
-    save(dir, &next)?;
-    *guard = next.clone();
-    super::table::changed();
-    Ok(Some(next))
+    update_with(m, dir, f, save)
 }
 
 /// As [`update`], but returns once the record is in place, before it is on disk: its fsync
@@ -214,23 +206,37 @@ pub fn update_deferred<T: Serialize + Clone>(
     dir: &Path,
     f: impl FnOnce(&mut T) -> bool,
 ) -> std::io::Result<Option<T>> {
+    update_with(m, dir, f, save_deferred)
+}
+
+fn update_with<T: Serialize + Clone>(
+    m: &std::sync::Mutex<T>,
+    dir: &Path,
+    f: impl FnOnce(&mut T) -> bool,
+    write: impl FnOnce(&Path, &T) -> std::io::Result<()>,
+) -> std::io::Result<Option<T>> {
     let mut guard = m.lock().unwrap();
     let mut next = guard.clone();
     if !f(&mut next) {
         return Ok(None);
     }
-    let data = serde_json::to_vec(&next).map_err(std::io::Error::other)?;
+    write(dir, &next)?;
+    *guard = next.clone();
+    super::table::changed();
+    Ok(Some(next))
+}
+
+/// Writes a record atomically; its fsync runs on a blocking thread, a failure logged.
+fn save_deferred<T: Serialize>(dir: &Path, rec: &T) -> std::io::Result<()> {
+    let data = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
     let path = dir.join(RECORD_FILE);
     let syncing = atomic_write_syncing(&path, &data)?;
-    *guard = next.clone();
-    drop(guard);
-    super::table::changed();
     tokio::spawn(async move {
         if let Err(e) = syncing.wait().await {
             tracing::warn!(path = %path.display(), error = %e, "fsync of a record failed");
         }
     });
-    Ok(Some(next))
+    Ok(())
 }
 
 pub fn load<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::io::Result<T> {
